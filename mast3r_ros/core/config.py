@@ -1,0 +1,175 @@
+"""Configuration of every stage: frozen dataclasses, the only home of default values.
+
+Each field carries metadata used for validation and to derive ROS parameters (dotted names
+``<section>.<field>``, descriptors with ranges and help text):
+
+* ``help``: one line of documentation (units included);
+* ``range``: inclusive ``(low, high)`` for numbers (``None`` for an open side);
+* ``choices``: allowed values for strings;
+* ``read_only``: True when the value cannot change while a node runs (model, device, map).
+
+Validation happens in ``__post_init__`` and raises :class:`~mast3r_ros.core.errors.ConfigError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from mast3r_ros.core.errors import ConfigError
+
+__all__ = [
+    "opt",
+    "validate_fields",
+    "ModelConfig",
+    "MatchingConfig",
+    "RetrievalConfig",
+    "PoseConfig",
+    "LocalizerConfig",
+    "MappingConfig",
+    "config_fields",
+]
+
+
+def opt(default: Any, help: str, range: Optional[tuple] = None, choices: Optional[tuple] = None,
+        read_only: bool = False) -> Any:
+    """Declare a config field with its documentation and constraints."""
+    meta = {"help": help, "range": range, "choices": choices, "read_only": read_only}
+    return field(default=default, metadata=meta)
+
+
+def validate_fields(obj: Any) -> None:
+    """Check every field of a config dataclass against its ``range`` / ``choices`` metadata.
+
+    Raises:
+        ConfigError: naming the section, the field, the value and what is allowed.
+    """
+    name = type(obj).__name__
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        rng = f.metadata.get("range")
+        choices = f.metadata.get("choices")
+        if rng is not None and value is not None:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"{name}.{f.name} must be a number, got {value!r}")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{name}.{f.name} must be finite, got {value!r}")
+            lo, hi = rng
+            if (lo is not None and value < lo) or (hi is not None and value > hi):
+                raise ConfigError(f"{name}.{f.name}={value!r} is outside [{lo}, {hi}]")
+        if choices is not None and value not in choices:
+            raise ConfigError(f"{name}.{f.name}={value!r} is not one of {list(choices)}")
+
+
+def config_fields(cls: type) -> list[dataclasses.Field]:
+    """The fields of a config dataclass (for deriving ROS parameters and CLI flags)."""
+    return list(dataclasses.fields(cls))
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which network runs where."""
+
+    checkpoint: str = opt("", "path to a MASt3R .pth checkpoint or a Hugging Face model directory; "
+                              "empty = use $MAST3R_CHECKPOINT", read_only=True)
+    device: str = opt("auto", "torch device: auto (CUDA when available), cpu, cuda, cuda:N",
+                      read_only=True)
+    precision: str = opt("fp32", "inference precision; fp16/bf16 use CUDA autocast",
+                         choices=("fp32", "fp16", "bf16"), read_only=True)
+    image_size: int = opt(512, "long side of the network input in pixels", range=(64, 2048),
+                          read_only=True)
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
+        if self.image_size % 16:
+            raise ConfigError(f"ModelConfig.image_size={self.image_size} must be a multiple of 16")
+
+
+@dataclass(frozen=True)
+class MatchingConfig:
+    """Dense descriptor matching (fast reciprocal NN) and match filtering."""
+
+    subsample: int = opt(8, "seed grid step of fast reciprocal NN in network pixels", range=(1, 64))
+    max_iter: int = opt(10, "maximum fast reciprocal NN iterations", range=(1, 100))
+    desc_conf_threshold: float = opt(1.001, "minimum descriptor confidence of both pixels of a match "
+                                            "(the official visloc uses 1.001)", range=(0.0, None))
+    max_matches: int = opt(5000, "keep at most this many matches per pair (best confidence)",
+                           range=(10, 1_000_000))
+    coarse_to_fine: bool = opt(False, "refine matches on full-resolution crops (images > network size)")
+    c2f_overlap: float = opt(0.5, "overlap of the coarse-to-fine crop grid", range=(0.0, 0.95))
+    c2f_max_crop_pairs: int = opt(8, "maximum crop pairs per image pair in coarse-to-fine",
+                                  range=(1, 64))
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
+
+
+@dataclass(frozen=True)
+class RetrievalConfig:
+    """Global-descriptor retrieval of keyframes."""
+
+    top_k: int = opt(4, "number of keyframes matched against each query", range=(1, 64))
+    prior_radius: float = opt(5.0, "with a pose prior, only keyframes within this distance (m)",
+                              range=(0.0, None))
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
+
+
+@dataclass(frozen=True)
+class PoseConfig:
+    """Absolute / relative pose solvers and the gates that decide success."""
+
+    ransac_reproj_threshold: float = opt(8.0, "PnP RANSAC inlier threshold in pixels "
+                                              "(original image)", range=(0.1, 100.0))
+    ransac_confidence: float = opt(0.9999, "RANSAC confidence", range=(0.5, 0.999999))
+    ransac_max_iters: int = opt(10000, "RANSAC iterations", range=(10, 1_000_000))
+    min_inliers: int = opt(30, "minimum inliers for success", range=(4, None))
+    max_median_reproj_error: float = opt(4.0, "maximum median inlier reprojection error (px) for "
+                                              "success", range=(0.01, 100.0))
+    refine: bool = opt(True, "non-linear refinement of the pose on the inliers")
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
+
+
+@dataclass(frozen=True)
+class LocalizerConfig:
+    """The whole localization pipeline."""
+
+    backend: str = opt("mast3r", "matcher backend: mast3r (the product) or sift (classical baseline)",
+                       choices=("mast3r", "sift"), read_only=True)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    matching: MatchingConfig = field(default_factory=MatchingConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    pose: PoseConfig = field(default_factory=PoseConfig)
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
+
+
+@dataclass(frozen=True)
+class MappingConfig:
+    """Sparse global alignment (MASt3R-SfM back end); defaults are the official ones."""
+
+    scene_graph: str = opt("swin-5", "pair graph: complete, swin-N, logwin-N, oneref-I, "
+                                     "retrieval-Na-k")
+    subsample: int = opt(8, "anchor grid step and FRM seed step in network pixels", range=(1, 64))
+    lr1: float = opt(0.07, "learning rate of the coarse (3D matching) stage", range=(0.0, 10.0))
+    niter1: int = opt(300, "iterations of the coarse stage", range=(0, 100_000))
+    lr2: float = opt(0.01, "learning rate of the refinement (2D reprojection) stage",
+                     range=(0.0, 10.0))
+    niter2: int = opt(300, "iterations of the refinement stage (0 skips it)", range=(0, 100_000))
+    matching_conf_thr: float = opt(5.0, "pairs whose best match confidence is below this use the "
+                                        "fallback regression loss", range=(0.0, None))
+    kinematic_mode: str = opt("hclust-ward", "spanning tree of the camera chain",
+                              choices=("mst", "hclust-ward", "hclust-single", "hclust-complete",
+                                       "hclust-average"))
+    shared_intrinsics: bool = opt(False, "one focal and principal point for all images")
+    opt_pp: bool = opt(True, "optimise principal points in the refinement stage")
+    opt_depth: bool = opt(True, "optimise anchor depths in the refinement stage")
+
+    def __post_init__(self) -> None:
+        validate_fields(self)

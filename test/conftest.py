@@ -1,0 +1,58 @@
+"""Shared pytest fixtures: locations of the golden fixtures and the real data sets, seeded RNG."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _shared_dir() -> Path:
+    env = os.environ.get("MAST3R_ROS_SHARED")
+    return Path(env) if env else REPO_ROOT.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """The team's shared folder (golden fixtures + data); fails loudly when absent."""
+    d = _shared_dir()
+    if not d.is_dir():
+        pytest.fail(f"shared folder not found at {d}; set MAST3R_ROS_SHARED")
+    return d
+
+
+@pytest.fixture(scope="session")
+def golden_dir(shared_dir: Path) -> Path:
+    """``shared/golden``: fixtures produced by the official MASt3R code."""
+    return shared_dir / "golden"
+
+
+@pytest.fixture(scope="session")
+def data_dir(shared_dir: Path) -> Path:
+    """``shared/data``: 7-Scenes, ScanNet and Strecha samples with ground truth."""
+    return shared_dir / "data"
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(golden_dir: Path) -> Path:
+    """The tiny official-format checkpoint (45 M parameters, random weights)."""
+    return golden_dir / "tiny" / "tiny_mast3r.pth"
+
+
+@pytest.fixture()
+def rng() -> np.random.Generator:
+    """A seeded numpy generator, fresh for every test."""
+    return np.random.default_rng(12345)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    try:
+        import torch
+
+        torch.set_num_threads(min(2, os.cpu_count() or 1))
+    except ImportError:  # pragma: no cover - torch is a hard dependency
+        pass
