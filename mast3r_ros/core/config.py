@@ -29,6 +29,7 @@ __all__ = [
     "PoseConfig",
     "LocalizerConfig",
     "MappingConfig",
+    "LocalizerNodeConfig",
     "config_fields",
 ]
 
@@ -170,6 +171,57 @@ class MappingConfig:
     shared_intrinsics: bool = opt(False, "one focal and principal point for all images")
     opt_pp: bool = opt(True, "optimise principal points in the refinement stage")
     opt_depth: bool = opt(True, "optimise anchor depths in the refinement stage")
+    gamma1: float = opt(1.5, "exponent of the coarse-stage gamma loss", range=(0.05, 4.0))
+    gamma2: float = opt(0.5, "exponent of the refinement-stage gamma loss", range=(0.05, 4.0))
+    gamma_fallback: float = opt(1.1, "exponent of the fallback regression loss", range=(0.05, 4.0))
+    loss_dust3r_w: float = opt(0.01, "weight of the fallback regression loss", range=(0.0, None))
+    device: str = opt("auto", "torch device of the alignment: auto (CUDA when available), cpu, "
+                              "cuda, cuda:N")
+    cache_dir: str = opt("", "directory of the pairwise cache (network outputs + matches); "
+                             "empty = no cache")
 
     def __post_init__(self) -> None:
         validate_fields(self)
+
+
+@dataclass(frozen=True)
+class LocalizerNodeConfig:
+    """The ROS 2 localizer node around the pipeline: map, frames, inputs and outputs.
+
+    ROS parameters use these names at the top level; the pipeline's :class:`LocalizerConfig`
+    fields follow as ``backend``, ``model.*``, ``matching.*``, ``retrieval.*``, ``pose.*``.
+    """
+
+    map_path: str = opt("", "keyframe map directory loaded on configure (load_map service swaps it)",
+                        read_only=True)
+    autostart: bool = opt(False, "configure and activate at start-up (no lifecycle manager needed)",
+                          read_only=True)
+    map_frame: str = opt("map", "fixed frame of the map; frame_id of pose, clouds and markers")
+    odom_frame: str = opt("odom", "odometry frame; map->odom is published when odom->base is known")
+    base_frame: str = opt("base_link", "robot base frame whose pose is published")
+    camera_frame: str = opt("", "camera optical frame; empty = the image header frame_id")
+    base_T_camera: tuple = opt((0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0),
+                               "camera optical frame in the base frame: x y z (m) qx qy qz qw; "
+                               "used when tf2 is unavailable (identity = publish the camera pose)")
+    odom_topic: str = opt("", "nav_msgs/Odometry topic giving odom->base when tf2 is unavailable; "
+                              "empty = none")
+    publish_tf: bool = opt(True, "publish map->odom (REP-105) when odom->base is known")
+    require_camera_info: bool = opt(True, "wait for camera_info; False lets the backend estimate K")
+    max_image_pixels: int = opt(4096 * 4096, "larger images are rejected (width*height)",
+                                range=(256, 100_000_000))
+    max_stamp_regression: float = opt(0.0, "frames whose stamp goes back by more than this (s) "
+                                            "are rejected once and the tracking state is reset",
+                                      range=(0.0, None))
+    max_inlier_points: int = opt(5000, "points in the inliers cloud (subsampled)", range=(0, None))
+    map_cloud_points: int = opt(50_000, "points in the latched map cloud", range=(0, None))
+    diagnostics_period: float = opt(1.0, "seconds between /diagnostics messages",
+                                    range=(0.05, 60.0))
+    fallback_position_std: float = opt(0.1, "position std (m) reported when the solver gives no "
+                                            "covariance", range=(0.0, None))
+    fallback_rotation_std: float = opt(0.05, "rotation std (rad) reported when the solver gives no "
+                                             "covariance", range=(0.0, None))
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
+        if len(self.base_T_camera) != 7:
+            raise ConfigError("LocalizerNodeConfig.base_T_camera needs 7 numbers: x y z qx qy qz qw")

@@ -1,0 +1,432 @@
+"""Sparse global alignment optimiser (MASt3R-SfM back end).
+
+Parameters per image: a unit quaternion (x, y, z, w) and a translation relative to its parent in the
+kinematic tree, a log focal, a principal point relative to the image size, a log scale and one
+depth per anchor (relative to the image's median anchor depth, 'add' mode:
+``depth = z_cam + (core - 1) * median * scale``; the global factor ``1 / min(scales)`` stops the
+scale from collapsing). Stage 1 (coarse) moves poses and scales under a confidence-weighted 3D
+matching loss; stage 2 (refine) also moves focals, principal points and anchor depths under a 2D
+reprojection loss. Pairs whose best match confidence is not above ``matching_conf_thr`` use a
+DUSt3R-style regression loss instead (weight ``loss_dust3r_w``). Everything is vectorised over
+points and matches (gathers on the flat arrays of :class:`AlignmentProblem`).
+
+Known intrinsics and known poses (e.g. odometry) can be fixed or used as priors
+(:class:`KnownCameras`). With known poses the result is expressed in their frame and scale;
+otherwise the root camera fixes the gauge.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from mast3r_ros.core.config import MappingConfig
+from mast3r_ros.core.errors import ConfigError, InputError
+from mast3r_ros.core.mapping.canonical import AlignmentProblem
+from mast3r_ros.core.mapping.kinematic import KinematicTree
+
+__all__ = ["gamma_loss", "cosine_schedule", "quat_to_rotmat", "KnownCameras", "AlignmentResult",
+           "SparseSceneOptimizer", "sparse_scene_optimize"]
+
+logger = logging.getLogger(__name__)
+ProgressFn = Callable[[str, int, int, float], None]
+
+
+def gamma_loss(gamma: float) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """``(|x - y| + o)^g - o^g`` with ``o = (1/g)^(1/(g-1))`` (plain distance for g = 1).
+
+    The offset makes the slope 1 at zero distance. x, y: (..., D) -> (...,).
+    """
+    if gamma == 1:
+        return lambda x, y: (x - y).norm(dim=-1)
+    off = (1 / gamma) ** (1 / (gamma - 1))
+    return lambda x, y: ((x - y).norm(dim=-1) + off) ** gamma - off ** gamma
+
+
+def cosine_schedule(alpha: float, lr0: float, lr_end: float = 0.0) -> float:
+    """Half-cosine decay from ``lr0`` (alpha = 0) to ``lr_end`` (alpha = 1)."""
+    return lr_end + (lr0 - lr_end) * (1 + math.cos(math.pi * alpha)) / 2
+
+
+def quat_to_rotmat(q: torch.Tensor) -> torch.Tensor:
+    """(..., 4) unit quaternions (x, y, z, w) -> (..., 3, 3) rotation matrices."""
+    x, y, z, w = q.unbind(-1)
+    rows = [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w),
+            2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w),
+            2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]
+    return torch.stack(rows, -1).reshape(q.shape[:-1] + (3, 3))
+
+
+@dataclass
+class KnownCameras:
+    """Known intrinsics and/or poses, in the network image's pixels and any metric world frame.
+
+    Attributes:
+        K: image index -> (3, 3) intrinsics (pixels of the network-size image).
+        T_world_cam: image index -> (4, 4) camera-to-world pose (e.g. from odometry).
+        intrinsics_mode: ``fixed`` (never optimised), ``prior`` (optimised with a penalty) or
+            ``init`` (only the starting value).
+        poses_mode: ``fixed`` (every image needs a pose) or ``prior`` (at least two).
+        pose_prior_weight, intrinsics_prior_weight: weights of the prior penalties.
+    """
+
+    K: dict[int, np.ndarray] = field(default_factory=dict)
+    T_world_cam: dict[int, np.ndarray] = field(default_factory=dict)
+    intrinsics_mode: str = "fixed"
+    poses_mode: str = "prior"
+    pose_prior_weight: float = 1.0
+    intrinsics_prior_weight: float = 1.0
+
+    def validate(self, n: int) -> None:
+        """Raises ConfigError / InputError on bad modes, indices or matrices."""
+        if self.intrinsics_mode not in ("fixed", "prior", "init"):
+            raise ConfigError(f"intrinsics_mode={self.intrinsics_mode!r}: use fixed, prior or init")
+        if self.poses_mode not in ("fixed", "prior"):
+            raise ConfigError(f"poses_mode={self.poses_mode!r}: use fixed or prior")
+        for name, d, shape in (("K", self.K, (3, 3)), ("T_world_cam", self.T_world_cam, (4, 4))):
+            for k, m in d.items():
+                m = np.asarray(m)
+                if not 0 <= k < n or m.shape != shape or not np.isfinite(m).all():
+                    raise InputError(f"known {name}[{k}] must be a finite {shape} matrix for an "
+                                     f"image index in [0, {n})")
+        for k, m in self.K.items():
+            if m[0, 0] <= 0 or m[1, 1] <= 0:
+                raise InputError(f"known K[{k}] has a non-positive focal")
+        if self.T_world_cam and self.poses_mode == "fixed" and len(self.T_world_cam) != n:
+            raise InputError(f"poses_mode='fixed' needs a pose for all {n} images, got "
+                             f"{len(self.T_world_cam)}; use poses_mode='prior'")
+        if self.poses_mode == "prior" and len(self.T_world_cam) == 1:
+            raise InputError("a pose prior needs at least two known poses")
+
+
+@dataclass
+class AlignmentResult:
+    """Output of the alignment.
+
+    Attributes:
+        K: (N, 3, 3) float64 intrinsics (network image pixels).
+        T_world_cam: (N, 4, 4) float64 camera-to-world poses.
+        anchor_depth: list of (h*w,) float32 depths of the anchors of each image.
+        pts3d: list of (n_i, 3) float32 world points of each image's matched pixels.
+        loss_coarse, loss_fine: value of each stage's loss before its last step (NaN if not run).
+        tree: the kinematic tree used.
+    """
+
+    K: np.ndarray
+    T_world_cam: np.ndarray
+    anchor_depth: list[np.ndarray]
+    pts3d: list[np.ndarray]
+    loss_coarse: float
+    loss_fine: float
+    tree: KinematicTree
+
+    @property
+    def focals(self) -> np.ndarray:
+        return self.K[:, 0, 0].copy()
+
+    @property
+    def principal_points(self) -> np.ndarray:
+        return self.K[:, :2, 2].copy()
+
+
+def _rigid_inv(T: torch.Tensor) -> torch.Tensor:
+    R, t = T[..., :3, :3], T[..., :3, 3:]
+    Rt = R.transpose(-1, -2)
+    top = torch.cat((Rt, -Rt @ t), -1)
+    bottom = torch.zeros_like(T[..., 3:, :])
+    bottom[..., 3] = 1
+    return torch.cat((top, bottom), -2)
+
+
+class SparseSceneOptimizer:
+    """Holds the parameters of one alignment and runs its two stages.
+
+    Args:
+        problem: flattened canonical data (:func:`~mast3r_ros.core.mapping.canonical.build_problem`).
+        tree: kinematic tree over the images.
+        cfg: mapping configuration (learning rates, iterations, losses, thresholds).
+        known: optional known intrinsics / poses.
+        device: torch device for the optimisation.
+    """
+
+    def __init__(self, problem: AlignmentProblem, tree: KinematicTree, cfg: MappingConfig,
+                 known: Optional[KnownCameras] = None, device: str | torch.device = "cpu") -> None:
+        n = problem.num_images
+        if len(tree.edges) != n - 1:
+            raise InputError(f"kinematic tree has {len(tree.edges)} edges for {n} images")
+        self.cfg, self.tree, self.n = cfg, tree, n
+        self.known = known or KnownCameras()
+        self.known.validate(n)
+        dev, dt = torch.device(device), problem.core_depth.dtype
+        self.dev, self.dt = dev, dt
+        p = problem
+        self.sizes = p.image_sizes.to(dev)
+        self.base_f = p.base_focals.clone().to(dev)
+        pps = p.pps.clone().to(dev)
+        for k, K in self.known.K.items():
+            Kt = torch.as_tensor(K, dtype=dt, device=dev)
+            self.base_f[k] = Kt[[0, 1], [0, 1]].mean()
+            pps[k] = Kt[:2, 2]
+        self.f0, self.pp0_rel = self.base_f.clone(), pps / self.sizes
+        self.anchor_img = torch.repeat_interleave(torch.arange(n, device=dev),
+                                                  torch.as_tensor(p.n_anchors, device=dev))
+        core = p.core_depth.to(dev)
+        self.med = torch.stack([core[p.anchor_start[k]:p.anchor_start[k + 1]].median()
+                                for k in range(n)])
+        self.diag = self.sizes.norm(dim=1)
+        self.pt_img, self.pt_xy = p.pt_img.to(dev), p.pt_xy.to(dev)
+        self.pt_anchor, self.pt_offset = p.pt_anchor.to(dev), p.pt_offset.to(dev)
+        self.pt_start = p.pt_start
+        self._split_losses(p)
+        shared = cfg.shared_intrinsics
+        w = torch.ones(n, dtype=dt, device=dev) / n
+        self.pp_rel = torch.nn.Parameter((w @ self.pp0_rel)[None] if shared else self.pp0_rel.clone())
+        self.log_f = torch.nn.Parameter((w @ self.base_f).log()[None] if shared else self.base_f.log())
+        self.quat = torch.nn.Parameter(torch.tensor([0, 0, 0, 1.0], dtype=dt, device=dev).repeat(n, 1))
+        self.trans = torch.nn.Parameter(torch.zeros(n, 3, dtype=dt, device=dev))
+        self.log_size = torch.nn.Parameter(torch.zeros(n, dtype=dt, device=dev))
+        self.core = torch.nn.Parameter(core / self.med[self.anchor_img])
+        self.levels = [(torch.as_tensor(a, device=dev), torch.as_tensor(b, device=dev))
+                       for a, b in tree.levels()]
+        self.fixed_pose = None
+        if self.known.T_world_cam and self.known.poses_mode == "fixed":
+            self.fixed_pose = torch.stack([torch.as_tensor(self.known.T_world_cam[k], dtype=dt)
+                                           for k in range(n)]).to(dev)
+
+    def _split_losses(self, p: AlignmentProblem) -> None:
+        """Select the matches of 'good' pairs and the fallback entries of the others."""
+        ok = p.pair_max_conf > self.cfg.matching_conf_thr
+        self.pair_ok = ok
+        keep = ok[p.m_pair]
+        d = self.dev
+        self.m_i, self.m_j = p.m_pt_i[keep].to(d), p.m_pt_j[keep].to(d)
+        self.m_conf = p.m_conf[keep].to(d)
+        # 2D loss observations: pixel of one side vs the other side's 3D point, both ways
+        self.o_pix = torch.cat((self.m_i, self.m_j))
+        self.o_pt = torch.cat((self.m_j, self.m_i))
+        self.o_conf = torch.cat((self.m_conf, self.m_conf))
+        fb_idx, fb_cam, fb_tgt, fb_conf = [], [], [], []
+        pair_index = {pr: k for k, pr in enumerate(p.pairs)}
+        for (a, b), (tgt, conf) in zip(p.fb_pairs, p.fb_target):
+            k = pair_index.get((a, b), pair_index.get((b, a)))
+            if bool(ok[k]):
+                continue
+            fb_idx.append(torch.arange(int(p.pt_start[a]), int(p.pt_start[a + 1])))
+            fb_cam.append(torch.full((len(conf),), b, dtype=torch.long))
+            fb_tgt.append(tgt)
+            fb_conf.append(conf)
+        self.has_fb = bool(fb_idx)
+        if self.has_fb:
+            self.fb_idx, self.fb_cam = torch.cat(fb_idx).to(d), torch.cat(fb_cam).to(d)
+            self.fb_tgt, self.fb_conf = torch.cat(fb_tgt).to(d), torch.cat(fb_conf).to(d)
+        logger.info("alignment: %d/%d pairs use matches (%d matches), %d fall back to regression",
+                    int(ok.sum()), len(ok), len(self.m_conf), int((~ok).sum()))
+
+    # ----------------------------------------------------------------- model
+    def intrinsics(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N,) focals clipped to [0.25, 10] x diagonal, (N, 2) relative principal points."""
+        f = self.log_f.exp().expand(self.n).clip(min=0.25 * self.diag, max=10 * self.diag)
+        return f, self.pp_rel.expand(self.n, 2)
+
+    def _chain(self) -> torch.Tensor:
+        """(N, 4, 4) cam-to-world of the kinematic chain (before the re-parameterisation)."""
+        q = torch.nn.functional.normalize(self.quat, dim=1)
+        rel = torch.cat((torch.cat((quat_to_rotmat(q), self.trans[:, :, None]), 2),
+                         torch.zeros(self.n, 1, 4, dtype=self.dt, device=self.dev)), 1)
+        rel = rel + torch.nn.functional.pad(torch.ones(self.n, 1, 1, dtype=self.dt,
+                                                       device=self.dev), (3, 0, 3, 0))
+        cams: list[Optional[torch.Tensor]] = [None] * self.n
+        cams[self.tree.root] = rel[self.tree.root]
+        for parents, children in self.levels:
+            out = torch.stack([cams[int(a)] for a in parents]) @ rel[children]
+            for c, T in zip(children.tolist(), out):
+                cams[c] = T
+        return torch.stack(cams)
+
+    def forward(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Current state: K (N,3,3), cam2w (N,4,4), anchor depths (A,), world points (P,3)."""
+        f, pp_rel = self.intrinsics()
+        K = torch.eye(3, dtype=self.dt, device=self.dev).repeat(self.n, 1, 1)
+        K[:, 0, 0] = K[:, 1, 1] = f
+        K[:, :2, 2] = pp_rel * self.sizes
+        size = self.log_size.exp()
+        z_cam = size * self.med * f / self.base_f
+        if self.fixed_pose is not None:
+            cam2w, gs = self.fixed_pose, 1.0
+        else:
+            gs = 1 / size.min()
+            tmp = self._chain()
+            ones = torch.ones(self.n, 1, dtype=self.dt, device=self.dev)
+            off = z_cam[:, None] * torch.cat((self.sizes / f[:, None] * (0.5 - pp_rel), ones), -1)
+            t = gs * (tmp[:, :3, 3:] - tmp[:, :3, :3] @ off[:, :, None])
+            cam2w = torch.cat((torch.cat((tmp[:, :3, :3], t), 2), tmp[:, 3:]), 1)
+        ai = self.anchor_img
+        depth = gs * (z_cam[ai] + (self.core - 1) * (self.med * size)[ai])
+        pi = self.pt_img
+        offs = 1 + (self.pt_offset - 1) * (self.base_f / f)[pi]
+        z = depth[self.pt_anchor] * offs
+        xy = (self.pt_xy - K[pi, :2, 2]) / f[pi, None]
+        pc = torch.cat((xy * z[:, None], z[:, None]), 1)
+        pw = (cam2w[pi, :3, :3] @ pc[:, :, None])[..., 0] + cam2w[pi, :3, 3]
+        return K, cam2w, depth, pw
+
+    # ---------------------------------------------------------------- losses
+    def loss_3d(self, K, cam2w, pts, fn) -> torch.Tensor:
+        """Confidence-weighted distance between the two 3D points of every match."""
+        if len(self.m_conf) == 0:
+            return pts.sum() * 0
+        return self.m_conf @ fn(pts[self.m_i], pts[self.m_j]) / self.m_conf.sum()
+
+    def loss_2d(self, K, cam2w, pts, fn) -> torch.Tensor:
+        """Confidence-weighted reprojection error of the other image's point, both directions."""
+        if len(self.o_conf) == 0:
+            return pts.sum() * 0
+        P = K @ _rigid_inv(cam2w)[:, :3]  # (N, 3, 4)
+        img = self.pt_img[self.o_pix]
+        X = pts[self.o_pt]
+        r = (P[img, :, :3] @ X[:, :, None])[..., 0] + P[img, :, 3]
+        uv = (r[:, :2] / r[:, 2:3].clip(min=1e-3)).clip(min=-1000, max=2000)
+        return self.o_conf @ fn(self.pt_xy[self.o_pix], uv) / self.o_conf.sum()
+
+    def loss_fallback(self, cam2w, pts, fn) -> torch.Tensor:
+        """Regression of each point onto the other image's prediction of it (bad pairs only)."""
+        if not self.has_fb:
+            return pts.sum() * 0
+        T = cam2w[self.fb_cam]
+        tgt = (T[:, :3, :3] @ self.fb_tgt[:, :, None])[..., 0] + T[:, :3, 3]
+        return self.fb_conf @ fn(pts[self.fb_idx], tgt) / self.fb_conf.sum()
+
+    def loss_priors(self, K, cam2w) -> torch.Tensor:
+        """Penalties towards known intrinsics / poses (gauge-free for poses)."""
+        loss = K.sum() * 0
+        kn = self.known
+        if kn.K and kn.intrinsics_mode == "prior":
+            idx = torch.as_tensor(sorted(kn.K), device=self.dev)
+            f, pp = self.intrinsics()
+            loss = loss + kn.intrinsics_prior_weight * (
+                (f[idx].log() - self.f0[idx].log()).square().mean()
+                + (pp[idx] - self.pp0_rel[idx]).square().sum(1).mean())
+        if len(kn.T_world_cam) >= 2 and kn.poses_mode == "prior":
+            Rr, cr, Rk, ck = self._relative_known(cam2w)
+            loss = loss + kn.pose_prior_weight * ((Rr - Rk).square().sum((1, 2)).mean()
+                                                  + (cr - ck).square().sum(1).mean())
+        return loss
+
+    def _relative_known(self, cam2w: torch.Tensor):
+        """Rotations and scale-normalised centres of the known cameras relative to the first one,
+        for the estimate and for the known poses."""
+        idx = sorted(self.known.T_world_cam)
+        Tk = torch.stack([torch.as_tensor(self.known.T_world_cam[k], dtype=self.dt)
+                          for k in idx]).to(self.dev)
+        out = []
+        for T in (cam2w[idx], Tk):
+            R0 = T[0, :3, :3]
+            Rrel = R0.T @ T[:, :3, :3]
+            c = (T[:, :3, 3] - T[0, :3, 3]) @ R0
+            c = c / c.square().sum(1).mean().sqrt().clip(min=1e-9)
+            out += [Rrel, c]
+        return out
+
+    # ----------------------------------------------------------------- stages
+    def _loop(self, stage: str, loss_fn, lr0: float, niter: int, fn,
+              progress: Optional[ProgressFn]) -> tuple[tuple, float]:
+        params = [self.pp_rel, self.log_f, self.quat, self.trans, self.log_size, self.core]
+        params = [p for p in params if p.requires_grad]
+        opt = torch.optim.Adam(params, lr=1.0, betas=(0.9, 0.9)) if params else None
+        fd = gamma_loss(self.cfg.gamma_fallback)
+        loss_v = float("nan")
+        for it in range(niter or 1):
+            K, cam2w, depth, pts = self.forward()
+            if niter == 0 or opt is None:
+                break
+            lr = cosine_schedule(it / niter, lr0)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            opt.zero_grad()
+            loss = (loss_fn(K, cam2w, pts, fn)
+                    + self.cfg.loss_dust3r_w * self.loss_fallback(cam2w, pts, fd)
+                    + self.loss_priors(K, cam2w))
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                self.quat /= self.quat.norm(dim=1, keepdim=True)
+            loss_v = float(loss)
+            if progress is not None:
+                progress(stage, it + 1, niter, loss_v)
+            if not math.isfinite(loss_v):
+                logger.warning("%s stage: non-finite loss at iteration %d, stopping", stage, it)
+                break
+        return (K.detach(), cam2w.detach(), depth.detach(), pts.detach()), loss_v
+
+    def _set_trainable(self, fine: bool) -> None:
+        kn = self.known
+        free_pose = self.fixed_pose is None
+        self.quat.requires_grad_(free_pose)
+        self.trans.requires_grad_(free_pose)
+        self.log_size.requires_grad_(True)
+        fixed_k = bool(kn.K) and kn.intrinsics_mode == "fixed"
+        if fixed_k and len(kn.K) != self.n and not self.cfg.shared_intrinsics:
+            self._k_mask = torch.zeros(self.n, dtype=torch.bool, device=self.dev)
+            self._k_mask[sorted(kn.K)] = True
+        self.log_f.requires_grad_(fine and not (fixed_k and len(kn.K) == self.n))
+        self.pp_rel.requires_grad_(fine and self.cfg.opt_pp and not (fixed_k and len(kn.K) == self.n))
+        self.core.requires_grad_(fine and self.cfg.opt_depth)
+        if fine and fixed_k and len(kn.K) != self.n and not self.cfg.shared_intrinsics:
+            keep = (~self._k_mask).to(self.dt)
+            for prm, m in ((self.log_f, keep), (self.pp_rel, keep[:, None])):
+                if prm.requires_grad:
+                    prm.register_hook(lambda g, m=m: g * m)
+
+    def run(self, progress: Optional[ProgressFn] = None) -> AlignmentResult:
+        """Coarse stage, then (if ``niter2 > 0``) the refinement stage."""
+        cfg = self.cfg
+        self._set_trainable(fine=False)
+        res, l1 = self._loop("coarse", self.loss_3d, cfg.lr1, cfg.niter1, gamma_loss(cfg.gamma1),
+                             progress)
+        l2 = float("nan")
+        if cfg.niter2:
+            self._set_trainable(fine=True)
+            res, l2 = self._loop("fine", self.loss_2d, cfg.lr2, cfg.niter2, gamma_loss(cfg.gamma2),
+                                 progress)
+        return self._result(res, l1, l2)
+
+    def _result(self, res, l1: float, l2: float) -> AlignmentResult:
+        K, cam2w, depth, pts = (x.double() for x in res)
+        if len(self.known.T_world_cam) >= 2 and self.fixed_pose is None:
+            cam2w, pts, depth = self._to_known_frame(cam2w, pts, depth)
+        a0 = self.anchor_img.cpu().numpy()
+        starts = np.searchsorted(a0, np.arange(self.n + 1))
+        return AlignmentResult(
+            K=K.cpu().numpy(), T_world_cam=cam2w.cpu().numpy(),
+            anchor_depth=[depth[starts[k]:starts[k + 1]].float().cpu().numpy() for k in range(self.n)],
+            pts3d=[pts[self.pt_start[k]:self.pt_start[k + 1]].float().cpu().numpy()
+                   for k in range(self.n)],
+            loss_coarse=l1, loss_fine=l2, tree=self.tree)
+
+    def _to_known_frame(self, cam2w, pts, depth):
+        """Similarity that maps the first known camera onto its known pose and matches the RMS
+        spread of the known camera centres."""
+        idx = sorted(self.known.T_world_cam)
+        Tk = torch.stack([torch.as_tensor(self.known.T_world_cam[k], dtype=torch.float64)
+                          for k in idx]).to(cam2w.device)
+        ce, ck = cam2w[idx, :3, 3], Tk[:, :3, 3]
+        s = ((ck - ck[0]).square().sum(1).mean().sqrt()
+             / (ce - ce[0]).square().sum(1).mean().sqrt().clip(min=1e-12))
+        R = Tk[0, :3, :3] @ cam2w[idx[0], :3, :3].T
+        t = ck[0] - s * R @ ce[0]
+        out = cam2w.clone()
+        out[:, :3, :3] = R @ cam2w[:, :3, :3]
+        out[:, :3, 3] = s * cam2w[:, :3, 3] @ R.T + t
+        return out, s * pts @ R.T + t, s * depth
+
+
+def sparse_scene_optimize(problem: AlignmentProblem, tree: KinematicTree, cfg: MappingConfig,
+                          known: Optional[KnownCameras] = None, device: str | torch.device = "cpu",
+                          progress: Optional[ProgressFn] = None) -> AlignmentResult:
+    """Run both stages of the sparse global alignment; see :class:`SparseSceneOptimizer`."""
+    return SparseSceneOptimizer(problem, tree, cfg, known, device).run(progress)

@@ -1,0 +1,189 @@
+"""Inference engine for localization: encode each image once, decode one query against k cached
+references in one batch, and run only the heads the caller needs.
+
+Typical use::
+
+    engine = InferenceEngine(model, device="cpu")
+    enc_q = engine.encode(query_img)             # (1, 3, H, W) -> EncodedImages, batch 1
+    enc_refs = EncodedImages.concat([cache[i] for i in top_k])   # same (H, W) for all refs
+    out_q, out_r = engine.decode(enc_q, enc_refs, heads=("desc",))
+
+``out_q`` holds the query as view 1 of each pair (batch k), ``out_r`` the references as view 2 with
+points expressed in the query's camera frame. References decoded together must share one image
+shape; group them by shape and call :meth:`InferenceEngine.decode` once per group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Iterable, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+
+from mast3r_ros.core.errors import ConfigError, InputError
+from mast3r_ros.core.model.blocks import grid_positions
+from mast3r_ros.core.model.device import resolve_device, resolve_precision
+from mast3r_ros.core.model.mast3r import HEADS_ALL, HeadOutput, Mast3rModel, check_image
+
+__all__ = ["EncodedImages", "InferenceEngine"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EncodedImages:
+    """Encoder outputs of a batch of images of one shape (what a map caches per keyframe).
+
+    Attributes:
+        feat: (B, N, C) encoder tokens after ``enc_norm``, N = (H/16) * (W/16), row-major.
+        pos: (B, N, 2) int64 token positions (row y, column x).
+        true_shape: (H, W) image size in pixels, shared by the batch.
+    """
+
+    feat: torch.Tensor
+    pos: torch.Tensor
+    true_shape: tuple[int, int]
+
+    def __post_init__(self) -> None:
+        self.true_shape = (int(self.true_shape[0]), int(self.true_shape[1]))
+        h, w = self.true_shape
+        n = (h // 16) * (w // 16)
+        if self.feat.ndim != 3 or self.feat.shape[1] != n or h % 16 or w % 16:
+            raise InputError(f"EncodedImages: feat {tuple(self.feat.shape)} does not fit an image "
+                             f"of {h}x{w} (expected (B, {n}, C))")
+        if tuple(self.pos.shape) != (self.feat.shape[0], n, 2):
+            raise InputError(f"EncodedImages: pos {tuple(self.pos.shape)} != "
+                             f"({self.feat.shape[0]}, {n}, 2)")
+
+    def __len__(self) -> int:
+        return self.feat.shape[0]
+
+    def __getitem__(self, index: Union[int, slice, Sequence[int], torch.Tensor]) -> "EncodedImages":
+        """Select images; an int keeps the batch axis (batch 1)."""
+        if isinstance(index, int):
+            index = slice(index, index + 1 if index != -1 else None)
+        return EncodedImages(self.feat[index], self.pos[index], self.true_shape)
+
+    def to(self, device: Union[str, torch.device]) -> "EncodedImages":
+        """Copy to ``device`` (no copy when already there)."""
+        return EncodedImages(self.feat.to(device), self.pos.to(device), self.true_shape)
+
+    def cpu(self) -> "EncodedImages":
+        """Copy to the CPU."""
+        return self.to("cpu")
+
+    @classmethod
+    def concat(cls, items: Sequence["EncodedImages"]) -> "EncodedImages":
+        """Concatenate along the batch axis; all items must share ``true_shape`` and device.
+
+        Raises:
+            InputError: empty list or different image shapes.
+        """
+        if not items:
+            raise InputError("EncodedImages.concat needs at least one item")
+        shapes = {it.true_shape for it in items}
+        if len(shapes) != 1:
+            raise InputError(f"cannot batch encodings of different image shapes {sorted(shapes)}; "
+                             "group references by shape")
+        return cls(torch.cat([it.feat for it in items]), torch.cat([it.pos for it in items]),
+                   items[0].true_shape)
+
+    stack = concat
+
+
+def _check_heads(heads: Iterable[str]) -> tuple[str, ...]:
+    heads = tuple(heads)
+    unknown = set(heads) - set(HEADS_ALL)
+    if not heads or unknown:
+        raise InputError(f"heads must be a non-empty subset of {HEADS_ALL}, got {heads}")
+    return heads
+
+
+class InferenceEngine:
+    """Runs a :class:`Mast3rModel` on one device with a chosen precision.
+
+    Args:
+        model: the network (moved to ``device``; must not be shared across devices).
+        device: torch device or spec (``"auto"``, ``"cpu"``, ``"cuda:0"``); never defaults to CUDA.
+        precision: ``"fp32"`` (default), or ``"fp16"`` / ``"bf16"`` CUDA autocast of the encoder
+            and decoder (heads always run in float32, as in the release). On CPU fp16/bf16 fall
+            back to fp32 with a warning.
+
+    Raises:
+        ConfigError: unknown device or precision.
+    """
+
+    def __init__(self, model: Mast3rModel, device: Union[str, torch.device] = "cpu",
+                 precision: str = "fp32") -> None:
+        if not isinstance(model, Mast3rModel):
+            raise ConfigError(f"InferenceEngine needs a Mast3rModel, got {type(model).__name__}")
+        self.device = resolve_device(device)
+        self.autocast_dtype = resolve_precision(precision, self.device)
+        self.precision = precision if self.autocast_dtype != torch.float32 else "fp32"
+        self.model = model.to(self.device).eval()
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.autocast_dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
+
+    @torch.inference_mode()
+    def encode(self, imgs: torch.Tensor) -> EncodedImages:
+        """Encode a batch of same-shaped normalised images (B, 3, H, W)."""
+        check_image(imgs, "imgs")
+        imgs = imgs.to(self.device, torch.float32)
+        h, w = imgs.shape[-2:]
+        with self._autocast():
+            feat = self.model.encode(imgs)
+        pos = grid_positions(imgs.shape[0], h // 16, w // 16, self.device).contiguous()
+        return EncodedImages(feat, pos, (h, w))
+
+    @torch.inference_mode()
+    def decode(self, enc_query: EncodedImages, enc_refs: EncodedImages,
+               heads: Iterable[str] = HEADS_ALL) -> tuple[HeadOutput, HeadOutput]:
+        """Decode one query against k references in one batch.
+
+        Args:
+            enc_query: encoding of the query image, batch 1 (broadcast over the references).
+            enc_refs: encodings of k references of one shape (batch k).
+            heads: subset of ``("pts3d", "desc")``: ``pts3d`` = DPT (pts3d + conf), ``desc`` =
+                local MLP (desc + desc_conf). Skipped heads leave their fields None.
+
+        Returns:
+            ``(out_q, out_r)``, each with batch k: the query as view 1 (points in the query's
+            frame) and the references as view 2 (points expressed in the query's frame).
+        """
+        heads = _check_heads(heads)
+        if len(enc_query) != 1:
+            raise InputError(f"enc_query must hold exactly one image, got {len(enc_query)}")
+        if len(enc_refs) < 1:
+            raise InputError("enc_refs must hold at least one reference")
+        q, r = enc_query.to(self.device), enc_refs.to(self.device)
+        with self._autocast():
+            dec_q, dec_r = self.model.decode(q.feat, q.true_shape, r.feat, r.true_shape)
+        out_q = self.model.run_head(1, dec_q, q.true_shape, heads)
+        out_r = self.model.run_head(2, dec_r, r.true_shape, heads)
+        return out_q, out_r
+
+    @torch.inference_mode()
+    def forward_pair(self, img1: torch.Tensor, img2: torch.Tensor,
+                     heads: Iterable[str] = HEADS_ALL) -> tuple[HeadOutput, HeadOutput]:
+        """Same as :meth:`Mast3rModel.forward_pair`, on the engine's device and precision."""
+        heads = _check_heads(heads)
+        img1 = check_image(img1, "img1").to(self.device, torch.float32)
+        img2 = check_image(img2, "img2").to(self.device, torch.float32)
+        with self._autocast():
+            return self.model.forward_pair(img1, img2, heads)
+
+    @torch.inference_mode()
+    def global_descriptor(self, enc: EncodedImages) -> torch.Tensor:
+        """Cheap retrieval descriptor: L2-normalised mean of the encoder tokens.
+
+        Returns:
+            (B, C) float32 unit vectors (C = 1024 for the release).
+        """
+        return F.normalize(enc.feat.float().mean(dim=1), dim=-1)
+

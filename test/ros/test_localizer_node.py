@@ -1,0 +1,168 @@
+"""Graph tests of the localizer node in-process (real rclpy, real DDS, fake core where noted)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from lifecycle_msgs.msg import State
+from rclpy.lifecycle import TransitionCallbackReturn
+from rclpy.parameter import Parameter
+from std_srvs.srv import Trigger
+
+from conftest import FakeLocalizer, Probe, RosGraph, synthetic_map, wait_for
+from mast3r_ros.core.map import save_map
+from mast3r_ros.ros.conversions import cloud_to_points, pose_to_matrix, rgb_to_image, sec_to_stamp
+from mast3r_ros.ros.localizer_node import LocalizerNode
+from mast3r_ros.srv import LoadMap
+
+SUCCESS = TransitionCallbackReturn.SUCCESS
+FAILURE = TransitionCallbackReturn.FAILURE
+
+
+def make_node(graph: RosGraph, delay: float = 0.0, factory: Any = None, **params: Any) -> Any:
+    """A LocalizerNode on a FakeLocalizer (unless ``factory``), parameters as overrides."""
+    holder: dict[str, FakeLocalizer] = {}
+
+    def fake_factory(cfg: Any, path: str) -> FakeLocalizer:
+        holder["loc"] = FakeLocalizer(cfg, path, delay=delay, T_map_cam=_T_fake())
+        return holder["loc"]
+
+    values = {"map_path": "/fake/map", "backend": "sift", **params}
+    node = LocalizerNode(localizer_factory=factory or fake_factory, context=graph.context,
+                         parameter_overrides=[Parameter(k, value=v) for k, v in values.items()])
+    node.holder = holder
+    return graph.add(node)
+
+
+def _T_fake() -> np.ndarray:
+    T = np.eye(4)
+    T[:3, 3] = [1.0, -2.0, 0.5]
+    return T
+
+
+def _image(stamp: float, w: int = 640, h: int = 480, seed: int = 0) -> Any:
+    rgb = np.random.default_rng(seed).integers(0, 255, (h, w, 3), dtype=np.uint8)
+    return rgb_to_image(rgb, sec_to_stamp(stamp), "camera_optical")
+
+
+K = np.array([[500.0, 0, 319.5], [0, 500.0, 239.5], [0, 0, 1]])
+
+
+def _active(graph: RosGraph, **kw: Any) -> tuple[Any, Probe]:
+    node = make_node(graph, **kw)
+    probe = Probe(graph)
+    assert node.trigger_configure() == SUCCESS
+    assert node.trigger_activate() == SUCCESS
+    return node, probe
+
+
+def _send_and_wait(node: Any, probe: Probe, msg: Any, info: Any = None, timeout: float = 10.0,
+                   period: float = 0.5) -> Any:
+    """Publish until the node reports a status for this stamp (discovery can lose the first)."""
+    stamp = msg.header.stamp
+    match = lambda s: (s.header.stamp.sec, s.header.stamp.nanosec) == (stamp.sec, stamp.nanosec)  # noqa: E731
+    for _ in range(max(1, int(timeout / period))):
+        probe.publish(msg, info)
+        if wait_for(lambda: probe.statuses(match), period):
+            return probe.statuses(match)[-1]
+    raise AssertionError(f"no status for stamp {stamp}; last: {probe.statuses()[-1:]}")
+
+
+def test_lifecycle_transitions(graph: RosGraph) -> None:
+    node = make_node(graph)
+    assert node._state_machine.current_state[1] == "unconfigured"
+    assert node.trigger_configure() == SUCCESS
+    assert node._state_machine.current_state[0] == State.PRIMARY_STATE_INACTIVE
+    assert node.trigger_activate() == SUCCESS
+    assert node._state_machine.current_state[0] == State.PRIMARY_STATE_ACTIVE
+    assert node.trigger_deactivate() == SUCCESS
+    assert node.trigger_cleanup() == SUCCESS
+    assert node._localizer is None
+    assert node.trigger_configure() == SUCCESS  # configure again after cleanup
+    assert node.trigger_shutdown() == SUCCESS
+    assert node._state_machine.current_state[0] == State.PRIMARY_STATE_FINALIZED
+
+
+@pytest.mark.parametrize("params, expect", [
+    ({"map_path": ""}, "map_path is empty"),
+    ({"map_path": "/definitely/not/a/map"}, "cannot load model/map"),
+    ({"backend": "mast3r", "model.checkpoint": "/no/such/checkpoint.pth"}, "cannot load model/map"),
+])
+def test_configure_fails_cleanly(graph: RosGraph, small_map_dir: Path, params: dict,
+                                 expect: str) -> None:
+    from mast3r_ros.ros.localizer_node import _real_factory
+
+    if "model.checkpoint" in params:
+        params = {**params, "map_path": str(small_map_dir)}
+    node = make_node(graph, factory=_real_factory, **params)
+    probe = Probe(graph)
+    assert node.trigger_configure() == FAILURE
+    assert node._state_machine.current_state[1] == "unconfigured"
+    assert expect in node.counters.last_reason
+    assert wait_for(lambda: any(d.status[0].level == b"\x02" and expect in d.status[0].message
+                                for d in probe.got["diag"]), 5.0)
+
+
+def test_pose_status_cloud_diagnostics(graph: RosGraph) -> None:
+    node, probe = _active(graph)
+    msg = _image(100.25)
+    K_big = np.array([[1000.0, 0, 639.5], [0, 1000.0, 479.5], [0, 0, 1]])  # same camera, 2x size
+    status = _send_and_wait(node, probe, msg, probe.camera_info(K_big, 1280, 960))
+    assert status.success and status.state == "localized" and status.reason == "ok"
+    assert list(status.keyframe_ids) == [0, 1] and status.num_inliers == 150
+    assert status.latency_conversion >= 0 and status.latency_core_total >= 0
+    assert wait_for(lambda: probe.got["pose"] and probe.got["inliers"], 5.0)
+    pose = probe.got["pose"][-1]
+    assert pose.header.frame_id == "map"
+    assert (pose.header.stamp.sec, pose.header.stamp.nanosec) == (100, 250_000_000)
+    np.testing.assert_allclose(pose_to_matrix(pose.pose.pose), _T_fake(), atol=1e-9)
+    assert pose.pose.covariance[0] == pytest.approx(1e-4)
+    assert cloud_to_points(probe.got["inliers"][-1]).shape == (50, 3)
+    # K of a 1280x960 camera_info, rescaled to the 640x480 image (pixel-centre convention)
+    frame = node.holder["loc"].frames[-1]
+    np.testing.assert_allclose(frame.K, [[500, 0, 319.5], [0, 500, 239.5], [0, 0, 1]], atol=1e-9)
+    assert wait_for(lambda: probe.got["map_cloud"] and probe.got["keyframes"], 5.0)
+    assert probe.got["map_cloud"][-1].width > 0
+    assert len([m for m in probe.got["keyframes"][-1].markers if m.ns == "keyframes"]) == 3
+    assert wait_for(lambda: any(kv.key == "frames_localized" and kv.value == "1"
+                                for d in probe.got["diag"] for kv in d.status[0].values), 5.0)
+
+
+def test_parameters_validated(graph: RosGraph) -> None:
+    node, _ = _active(graph)
+    bad = node.set_parameters([Parameter("pose.min_inliers", value=2)])[0]
+    assert not bad.successful
+    ro = node.set_parameters([Parameter("backend", value="mast3r")])[0]
+    assert not ro.successful
+    wrong_type = node.set_parameters([Parameter("retrieval.top_k", value="many")])[0]
+    assert not wrong_type.successful
+    ok = node.set_parameters([Parameter("retrieval.top_k", value=7)])[0]
+    assert ok.successful
+    assert node.holder["loc"].config.retrieval.top_k == 7
+    assert node.get_parameter("pose.min_inliers").value == 30
+    desc = node.describe_parameter("pose.min_inliers")
+    assert desc.integer_range[0].from_value == 4 and "inliers" in desc.description
+
+
+def test_services(graph: RosGraph, tmp_path: Path) -> None:
+    node = make_node(graph)
+    probe = Probe(graph)
+    resp = probe.call(Trigger, "localize", Trigger.Request())
+    assert not resp.success and "not active" in resp.message
+    resp = probe.call(LoadMap, "load_map", LoadMap.Request(path=str(tmp_path)))
+    assert not resp.success and "configure" in resp.message
+    assert node.trigger_configure() == SUCCESS and node.trigger_activate() == SUCCESS
+    assert probe.call(Trigger, "localize", Trigger.Request()).success
+    assert probe.call(Trigger, "reset", Trigger.Request()).success
+    resp = probe.call(LoadMap, "load_map", LoadMap.Request(path=str(tmp_path / "missing")))
+    assert not resp.success and "previous map kept" in resp.message
+    assert len(node.holder["loc"].map) == 3
+    save_map(synthetic_map(5), tmp_path / "five")
+    resp = probe.call(LoadMap, "load_map", LoadMap.Request(path=str(tmp_path / "five")))
+    assert resp.success and resp.num_keyframes == 5, resp.message
+    assert len(node.holder["loc"].map) == 5
+    assert wait_for(lambda: any(len([m for m in ma.markers if m.ns == "keyframes"]) == 5
+                                for ma in probe.got["keyframes"]), 5.0)

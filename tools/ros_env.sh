@@ -1,0 +1,9 @@
+# Source this file: transport settings for ROS 2 processes started by tests and the demo.
+# Shared memory + loopback-only UDP (see config/fastdds_localhost.xml), localhost discovery, and a
+# ROS_DOMAIN_ID derived from the process id unless one is set, so parallel runs do not see each other.
+_MAST3R_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export FASTDDS_DEFAULT_PROFILES_FILE="${FASTDDS_DEFAULT_PROFILES_FILE:-$_MAST3R_ROOT/config/fastdds_localhost.xml}"
+export ROS_AUTOMATIC_DISCOVERY_RANGE="${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}"
+export ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-$(( ($$ % 100) + 1 ))}"
+export RMW_IMPLEMENTATION="${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}"
+unset _MAST3R_ROOT
