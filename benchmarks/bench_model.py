@@ -18,6 +18,7 @@ import json
 import resource
 import statistics
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -36,15 +37,22 @@ def _git_rev() -> str:
         return "unknown"
 
 
-def _timed(fn: Callable[[], object], runs: int, warmup: int) -> tuple[float, list[float], object]:
-    for _ in range(warmup):
-        fn()
-    times, result = [], None
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), times, result
+def _timed_interleaved(workloads: dict[str, Callable[[], object]], runs: int,
+                       warmup: int) -> tuple[dict[str, list[float]], dict[str, object]]:
+    """Warm up each workload, then time them in turns (fair under varying machine load)."""
+    for name, fn in workloads.items():
+        for _ in range(warmup):
+            fn()
+        print(f"warm-up {name} done", file=sys.stderr, flush=True)
+    times: dict[str, list[float]] = {n: [] for n in workloads}
+    results: dict[str, object] = {}
+    for r in range(runs):
+        for name, fn in workloads.items():
+            t0 = time.perf_counter()
+            results[name] = fn()
+            times[name].append(time.perf_counter() - t0)
+            print(f"run {r} {name}: {times[name][-1]:.2f} s", file=sys.stderr, flush=True)
+    return times, results
 
 
 def _max_rel_diff(ours: HeadOutput, ref: HeadOutput, names: tuple[str, ...]) -> float:
@@ -85,9 +93,12 @@ def main() -> None:
             return engine.decode(enc_q, EncodedImages.concat(cache), heads=heads)
         return run
 
-    t_naive, ts_naive, out_naive = _timed(naive, opts.runs, opts.warmup)
-    t_desc, ts_desc, out_desc = _timed(engine_run(("desc",)), opts.runs, opts.warmup)
-    t_full, ts_full, out_full = _timed(engine_run(("pts3d", "desc")), opts.runs, opts.warmup)
+    times, outs = _timed_interleaved(
+        {"naive": naive, "engine_desc": engine_run(("desc",)),
+         "engine_full": engine_run(("pts3d", "desc"))}, opts.runs, opts.warmup)
+    ts_naive, ts_desc, ts_full = times["naive"], times["engine_desc"], times["engine_full"]
+    t_naive, t_desc, t_full = (statistics.median(t) for t in (ts_naive, ts_desc, ts_full))
+    out_naive, out_desc, out_full = outs["naive"], outs["engine_desc"], outs["engine_full"]
 
     diff_desc, diff_full = 0.0, 0.0
     for i, (n1, n2) in enumerate(out_naive):

@@ -131,6 +131,9 @@ class PoseConfig:
     max_median_reproj_error: float = opt(4.0, "maximum median inlier reprojection error (px) for "
                                               "success", range=(0.01, 100.0))
     refine: bool = opt(True, "non-linear refinement of the pose on the inliers")
+    pnp_method: str = opt("magsac", "robust PnP estimator: magsac (OpenCV USAC MAGSAC++), "
+                                    "ransac_sqpnp, ransac_epnp (classic RANSAC)",
+                          choices=("magsac", "ransac_sqpnp", "ransac_epnp"))
 
     def __post_init__(self) -> None:
         validate_fields(self)
@@ -179,6 +182,9 @@ class MappingConfig:
                               "cuda, cuda:N")
     cache_dir: str = opt("", "directory of the pairwise cache (network outputs + matches); "
                              "empty = no cache")
+    num_threads: int = opt(1, "torch CPU threads during the alignment (0 = leave as is); its "
+                              "tensors are small, so 1 thread is fastest below ~1e5 points",
+                           range=(0, 256))
 
     def __post_init__(self) -> None:
         validate_fields(self)

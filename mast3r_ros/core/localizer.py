@@ -186,7 +186,7 @@ class Localizer:
                                 confidence=pc.ransac_confidence, max_iters=pc.ransac_max_iters,
                                 min_inliers=pc.min_inliers,
                                 max_median_reproj_error=pc.max_median_reproj_error,
-                                refine=pc.refine)
+                                refine=pc.refine, method=pc.pnp_method)
         common["timings"]["pose"] = time.perf_counter() - t
         common["timings"]["total"] = time.perf_counter() - t0
         inl = res.inliers

@@ -139,13 +139,12 @@ def _ground_truth() -> dict[str, np.ndarray]:
 def evaluate(rows: list[dict], poses: dict, statuses: dict) -> tuple[list[dict], dict]:
     """Per-frame errors vs GT and a summary (failures count as infinite error)."""
     from mast3r_ros.core.geometry.se3 import pose_errors
-    from mast3r_ros.ros.conversions import pose_to_matrix, sec_to_stamp
+    from mast3r_ros.ros.conversions import pose_to_matrix
 
     gt = _ground_truth()
     frames = []
     for row in rows:
-        st = sec_to_stamp(row["stamp"])
-        key = (st.sec, st.nanosec)
+        key = (int(row["sec"]), int(row["nanosec"]))  # exact: float seconds lose nanoseconds
         status, pose = statuses.get(key), poses.get(key)
         T_gt = gt.get(row["source"])
         rec: dict[str, Any] = {"frame": row["source"], "success": pose is not None,
@@ -163,7 +162,10 @@ def evaluate(rows: list[dict], poses: dict, statuses: dict) -> tuple[list[dict],
         frames.append(rec)
     pos = np.array([f["pos_err_cm"] for f in frames]) if frames else np.zeros(0)
     rot = np.array([f["rot_err_deg"] for f in frames]) if frames else np.zeros(0)
-    med = lambda k: float(np.nanmedian([f.get(k, np.nan) for f in frames])) if frames else float("nan")  # noqa: E731
+    def med(key: str) -> float:
+        vals = [f[key] for f in frames if key in f and np.isfinite(f[key])]
+        return float(np.median(vals)) if vals else float("nan")
+
     summary = {"queries": len(gt), "published": len(frames),
                "localized": int(sum(f["success"] for f in frames)),
                "median_pos_err_cm": float(np.median(pos)) if len(pos) else float("nan"),

@@ -26,7 +26,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseWithCovarianceStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
@@ -46,6 +46,7 @@ from mast3r_ros.ros import outputs
 from mast3r_ros.ros.conversions import (K_for_image, camera_info_to_K, compressed_to_rgb,
                                         image_to_rgb, points_to_cloud, pose_to_matrix,
                                         stamp_to_sec)
+from mast3r_ros.ros.localizer_services import LocalizerServicesMixin
 from mast3r_ros.ros.params import config_from_values, declare_spec, iter_param_specs
 from mast3r_ros.ros.tf_bridge import OdomSource, TfBroadcaster
 from mast3r_ros.ros.transforms import (base_pose_from_camera, camera_prior_from_base,
@@ -85,7 +86,7 @@ class _Pending:
     recv_sec: float     # ROS clock at the callback (seconds)
 
 
-class LocalizerNode(LifecycleNode):
+class LocalizerNode(LocalizerServicesMixin, LifecycleNode):
     """Lifecycle node localizing camera frames in a keyframe map (see module docstring).
 
     Args:
@@ -387,57 +388,6 @@ class LocalizerNode(LifecycleNode):
         pts, cols = kmap.points_map(self.cfg.map_cloud_points)
         self._map_pub.publish(points_to_cloud(pts, header, cols))
         self._kf_pub.publish(outputs.keyframe_markers(header, kmap.poses(), list(kmap.ids)))
-
-    # ------------------------------------------------------------------ services, diagnostics
-    def _srv_localize(self, req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
-        resp.success = self._active
-        if self._active:
-            self._prior = None
-            resp.message = "global relocalization on the next frame"
-        else:
-            resp.message = "node is not active; configure and activate it first"
-        return resp
-
-    def _srv_reset(self, req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
-        self._prior, self._last_stamp = None, None
-        with self._slot_lock:
-            self._pending = None
-        resp.success, resp.message = True, "tracking state cleared (prior, last stamp, queue)"
-        return resp
-
-    def _srv_load_map(self, req: LoadMap.Request, resp: LoadMap.Response) -> LoadMap.Response:
-        if self._localizer is None:
-            resp.success, resp.message = False, "node is not configured; configure it first"
-            return resp
-        try:
-            kmap = self._map_loader(req.path, self._localizer)
-            with self._loc_lock:
-                self._localizer.set_map(kmap)
-                self._prior = None
-        except Mast3rRosError as exc:
-            resp.success, resp.message = False, f"map not loaded, previous map kept: {exc}"
-            self.get_logger().error(resp.message)
-            return resp
-        resp.success, resp.num_keyframes = True, len(kmap)
-        resp.message = f"loaded {len(kmap)} keyframes from {req.path}"
-        if self._active:
-            self._publish_map()
-        return resp
-
-    def _publish_diagnostics(self) -> None:
-        c = self.counters
-        level = {"localized": DiagnosticStatus.OK, "configured": DiagnosticStatus.OK,
-                 "error": DiagnosticStatus.ERROR}.get(c.last_state, DiagnosticStatus.WARN)
-        t = self.last_times
-        values = {"state": c.last_state, "backend": self.loc_cfg.backend,
-                  "frames_received": c.received, "frames_processed": c.processed,
-                  "frames_dropped": c.dropped, "frames_localized": c.localized,
-                  "frames_rejected": c.rejected, "internal_errors": c.errors,
-                  "latency_core_s": f"{t.core:.4f}", "latency_total_s": f"{t.total:.4f}"}
-        msg = outputs.diagnostics_msg(self.get_clock().now().to_msg(),
-                                      f"{self.get_name()}: localization", self.get_fully_qualified_name(),
-                                      level, c.last_reason, values)
-        self._diag_pub.publish(msg)
 
 
 def main(args: Optional[list[str]] = None) -> int:

@@ -142,7 +142,8 @@ class ReplayNode(Node):
         self.published += 1
         if self.cfg.index_out:
             with open(self.cfg.index_out, "a") as f:
-                f.write(json.dumps({"stamp": stamp_to_sec(stamp), "source": source}) + "\n")
+                f.write(json.dumps({"stamp": stamp_to_sec(stamp), "sec": stamp.sec,
+                                    "nanosec": stamp.nanosec, "source": source}) + "\n")
 
     def _pace(self, t_next: float) -> float:
         time.sleep(max(0.0, t_next - time.monotonic()))
@@ -228,6 +229,7 @@ def main(args: Optional[list[str]] = None) -> int:
         code = 2
     finally:
         executor.shutdown()
+        spinner.join(timeout=5.0)
         node.destroy_node()
         rclpy.try_shutdown()
     return code

@@ -96,6 +96,14 @@ def test_essential_path_with_metric_scale(rng) -> None:
     assert dt < 1e-4 and dr < 1e-4
 
 
+def test_missing_K_uses_backend_estimate(rng) -> None:
+    kf, T_q, m, _ = _scene(rng)
+    backend = StubBackend({7: m})
+    backend.estimate_intrinsics = lambda frame: K  # type: ignore[method-assign]
+    r = _loc(KeyframeMap(MapMeta(), [kf]), backend).localize(Frame(np.zeros((H, W, 3), np.uint8), None))
+    assert r.success and pose_errors(r.T_map_cam, T_q)[0] < 1e-4
+
+
 def test_essential_path_without_scale_fails(rng) -> None:
     kf, _, m, _ = _scene(rng, with_depth=False)
     r = _loc(KeyframeMap(MapMeta(), [kf]), StubBackend({7: m})).localize(Frame(np.zeros((H, W, 3), np.uint8), K))

@@ -131,6 +131,28 @@ def test_pose_status_cloud_diagnostics(graph: RosGraph) -> None:
                                 for d in probe.got["diag"] for kv in d.status[0].values), 5.0)
 
 
+def test_initialpose_becomes_retrieval_prior(graph: RosGraph) -> None:
+    from geometry_msgs.msg import PoseWithCovarianceStamped
+
+    from mast3r_ros.ros.conversions import matrix_to_pose
+
+    node, probe = _active(graph)
+    pub = probe.node.create_publisher(PoseWithCovarianceStamped, "initialpose", 10)
+    T = np.eye(4)
+    T[:3, 3] = [3.0, 1.0, 0.0]
+    msg = PoseWithCovarianceStamped()
+    msg.header.frame_id = "map"
+    msg.pose.pose = matrix_to_pose(T)
+    assert wait_for(lambda: (pub.publish(msg), node._prior is not None)[1], 5.0)
+    node.holder["loc"].fail_next = True  # a lost frame clears the prior
+    _send_and_wait(node, probe, _image(1.0), probe.camera_info(K, 640, 480))
+    np.testing.assert_allclose(node.holder["loc"].frames[-1].T_map_cam_prior, T, atol=1e-12)
+    assert node._prior is None
+    s = _send_and_wait(node, probe, _image(2.0), probe.camera_info(K, 640, 480))
+    assert s.success and node.holder["loc"].frames[-1].T_map_cam_prior is None
+    np.testing.assert_allclose(node._prior, _T_fake())  # tracking: last pose narrows retrieval
+
+
 def test_parameters_validated(graph: RosGraph) -> None:
     node, _ = _active(graph)
     bad = node.set_parameters([Parameter("pose.min_inliers", value=2)])[0]

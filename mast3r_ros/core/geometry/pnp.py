@@ -1,7 +1,11 @@
 """Absolute pose from 2D-3D correspondences: PnP + RANSAC, LM refinement, covariance, gates.
 
-Solver choice (measured on the 7-Scenes sample, see the project notes): OpenCV's USAC MAGSAC++
-(``cv2.USAC_MAGSAC``) as the robust estimator, then ``cv2.solvePnPRefineLM`` on the inliers.
+Solver choice, by measurement (``benchmarks/bench_localize.py``, 2-core CPU): on the 7-Scenes
+sample (SIFT, identical pooled 2D-3D sets) OpenCV USAC MAGSAC++, classic RANSAC + SQPnP / EPnP and
+PoseLib 2.0.5 all reach 1.0 cm / 1.0-1.03 deg median (GT noise dominates), with solver medians of
+53 / 16 / 14 / 40 ms. On synthetic sets with 60 % / 80 % outliers classic RANSAC needs 0.2 s / 2.3 s
+while MAGSAC++ stays at 17 / 57 ms with the same accuracy. Default: MAGSAC++ (``cv2.USAC_MAGSAC``),
+then ``cv2.solvePnPRefineLM`` on the inliers; PoseLib is not a dependency (no accuracy gain).
 """
 
 from __future__ import annotations

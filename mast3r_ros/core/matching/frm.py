@@ -99,8 +99,8 @@ def grid_seeds(h: int, w: int, subsample: int, device: torch.device) -> torch.Te
     Returns:
         (n,) int64 sorted flat indices ``x + w * y`` (row-major).
     """
-    ys = torch.arange(subsample // 2, h, subsample, device=device)
-    xs = torch.arange(subsample // 2, w, subsample, device=device)
+    ys = torch.tensor(range(subsample // 2, h, subsample), dtype=torch.int64, device=device)
+    xs = torch.tensor(range(subsample // 2, w, subsample), dtype=torch.int64, device=device)
     return (ys[:, None] * w + xs[None, :]).reshape(-1)
 
 

@@ -39,7 +39,8 @@ class EncodedImages:
 
     Attributes:
         feat: (B, N, C) encoder tokens after ``enc_norm``, N = (H/16) * (W/16), row-major.
-        pos: (B, N, 2) int64 token positions (row y, column x).
+        pos: (B, N, 2) int64 token positions (row y, column x): the row-major grid implied by
+            ``true_shape`` (the decoder derives its RoPE factors from ``true_shape``).
         true_shape: (H, W) image size in pixels, shared by the batch.
     """
 
@@ -124,6 +125,7 @@ class InferenceEngine:
         self.autocast_dtype = resolve_precision(precision, self.device)
         self.precision = precision if self.autocast_dtype != torch.float32 else "fp32"
         self.model = model.to(self.device).eval()
+        log.info("inference engine on %s, precision %s", self.device, self.precision)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.autocast_dtype == torch.float32:

@@ -168,7 +168,8 @@ class Mast3rModel(nn.Module):
             view: 1 or 2.
             tokens: the decoder output list of that view (see :meth:`decode`).
             hw: (H, W) pixels.
-            heads: subset of ``("pts3d", "desc")``; the other head's compute is skipped.
+            heads: subset of ``("pts3d", "desc")``; the other head's compute is skipped. Without
+                ``two_confs``, ``desc_conf`` is a copy of ``conf`` and needs the ``pts3d`` head.
         """
         heads = set(heads)
         head = self.downstream_head1 if view == 1 else self.downstream_head2
@@ -176,8 +177,7 @@ class Mast3rModel(nn.Module):
         out = HeadOutput()
         with torch.autocast(device_type=tokens[0].device.type, enabled=False):
             if "pts3d" in heads:
-                used = [tokens[i].float() for i in range(len(tokens))]
-                raw = head.run_dpt(used, hw).permute(0, 2, 3, 1)
+                raw = head.run_dpt([t.float() for t in tokens], hw).permute(0, 2, 3, 1)
                 out.pts3d = depth_activation(raw[..., :3], a.depth_mode)
                 if a.conf_mode is not None:
                     out.conf = conf_activation(raw[..., 3], a.conf_mode)
@@ -204,6 +204,7 @@ class Mast3rModel(nn.Module):
         Returns:
             ``(out1, out2)``; ``out2.pts3d`` is expressed in view 1's frame.
         """
+        heads = tuple(heads)
         check_image(img1, "img1")
         check_image(img2, "img2")
         if img1.shape[0] != img2.shape[0]:

@@ -160,13 +160,14 @@ def _read_hf(directory: Path) -> tuple[ModelArgs, dict[str, torch.Tensor]]:
         kwargs = parse_model_args(cfg["model"])
     else:
         kwargs = {k: v for k, v in cfg.items() if not k.startswith("_") and k not in _HF_META_KEYS}
+    args = ModelArgs.from_kwargs(kwargs)  # validate the config before reading gigabytes
     try:
         from safetensors.torch import load_file
 
         sd = load_file(str(weights), device="cpu")
     except Exception as exc:  # noqa: BLE001 - corrupt or foreign file
         raise CheckpointError(f"cannot read {weights}: {type(exc).__name__}: {exc}") from exc
-    return ModelArgs.from_kwargs(kwargs), sd
+    return args, sd
 
 
 def _hf_cache_root() -> Path:
