@@ -23,6 +23,7 @@ SUBCOMMANDS = [
     "mast3r_ros.cli.localize",
     "mast3r_ros.cli.eval",
     "mast3r_ros.cli.match",
+    "mast3r_ros.cli.build_map",
 ]
 
 
@@ -31,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mast3r-ros", description="MASt3R relocalization tools")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in SUBCOMMANDS:
+    for name in dict.fromkeys(SUBCOMMANDS):  # tolerate a duplicated entry
         mod = importlib.import_module(name)
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP)
         mod.add_arguments(p)

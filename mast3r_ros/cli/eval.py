@@ -41,6 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="relative task: downscale images to this long side (0 = original)")
     p.add_argument("--threshold", type=float, default=1.0,
                    help="relative task: essential-matrix RANSAC threshold (px at eval size)")
+    p.add_argument("--relevant", type=int, default=2,
+                   help="retrieval task: a query's relevant keyframes = the N nearest by position")
     p.add_argument("--out", type=Path, default=None, help="folder for JSON files and the plot")
     add_localizer_args(p)
 
@@ -165,8 +167,9 @@ def run_relative(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_retrieval(args: argparse.Namespace, n_relevant: int = 2) -> int:
-    """Recall@k; a query's relevant keyframes are the ``n_relevant`` nearest by camera position."""
+def run_retrieval(args: argparse.Namespace) -> int:
+    """Recall@k; a query's relevant keyframes are the ``--relevant`` nearest by camera position."""
+    n_relevant = args.relevant
     queries = _select(read_queries(args.data / "queries_with_gt.txt"), args)
     loc = Localizer(config_from_args(args), _load_or_build_map(args))
     C = loc.map.poses()[:, :3, 3]

@@ -1,5 +1,10 @@
 """retrieve -> match -> lift to 3D -> pose: the one place that knows the order of the pipeline.
 
+Covariance: ``sigma^2 (J^T J)^-1`` of the PnP refinement (see
+:mod:`mast3r_ros.core.geometry.covariance`), order (x, y, z, rx, ry, rz) in the MAP frame as in
+ROS ``PoseWithCovariance``, times ``PoseConfig.covariance_scale``; None on the essential-matrix
+path (no map 3D).
+
 ``Localizer.localize`` never raises for data it cannot localize (bad image, bad K, empty map, no
 matches, degenerate geometry, failed gates): it returns ``LocalizationResult(success=False,
 reason=...)``. Only programming/configuration errors raise (typed :class:`Mast3rRosError`).
@@ -16,6 +21,7 @@ import numpy as np
 
 from mast3r_ros.core.backends import MatcherBackend, create_backend
 from mast3r_ros.core.config import LocalizerConfig
+from mast3r_ros.core.errors import InputError
 from mast3r_ros.core.geometry.camera import backproject, intrinsics_problem, sample_depth
 from mast3r_ros.core.geometry.essential import estimate_relative_pose, triangulate_depths
 from mast3r_ros.core.geometry.pnp import estimate_pose_pnp
@@ -146,15 +152,18 @@ class Localizer:
         if len(self.map) == 0 or self._index is None:
             return self._fail("map is empty", t0)
         timings: dict[str, float] = {}
-        t = time.perf_counter()
-        ids, scores = self.retrieve(frame)
-        timings["retrieval"] = time.perf_counter() - t
-        if not ids:
-            return self._fail("no keyframe near the pose prior", t0, timings=timings)
-        kfs = [self.map.keyframe(i) for i in ids]
-        t = time.perf_counter()
-        matches = self.backend.match(frame, kfs)
-        timings["match_total"] = time.perf_counter() - t
+        try:
+            t = time.perf_counter()
+            ids, scores = self.retrieve(frame)
+            timings["retrieval"] = time.perf_counter() - t
+            if not ids:
+                return self._fail("no keyframe near the pose prior", t0, timings=timings)
+            kfs = [self.map.keyframe(i) for i in ids]
+            t = time.perf_counter()
+            matches = self.backend.match(frame, kfs)
+            timings["match_total"] = time.perf_counter() - t
+        except InputError as exc:  # e.g. an image the network preprocessing cannot crop
+            return self._fail(f"invalid input: {exc}", t0, timings=timings)
         timings.update(self.backend.timings)
         common = dict(keyframe_ids=ids, retrieval_scores=scores, timings=timings)
         K = frame.K
@@ -190,8 +199,9 @@ class Localizer:
         common["timings"]["pose"] = time.perf_counter() - t
         common["timings"]["total"] = time.perf_counter() - t0
         inl = res.inliers
+        cov = res.covariance * pc.covariance_scale if res.covariance is not None else None
         return LocalizationResult(
-            res.success, res.reason, res.T_map_cam, res.covariance, int(xy.shape[0]),
+            res.success, res.reason, res.T_map_cam, cov, int(xy.shape[0]),
             res.num_inliers, res.reprojection_error, X_map[inl] if inl.size else np.zeros((0, 3)),
             xy[inl] if inl.size else np.zeros((0, 2)), method="pnp", backend=self.backend.name,
             **common)

@@ -118,6 +118,7 @@ class LocalizerNode(LocalizerServicesMixin, LifecycleNode):
         self._work_group = MutuallyExclusiveCallbackGroup()
         self._srv_group = MutuallyExclusiveCallbackGroup()
         self._slot_lock, self._loc_lock = threading.Lock(), threading.Lock()
+        self._work_lock = threading.Lock()  # held while a frame is processed; cleanup waits on it
         self._pending: Optional[_Pending] = None
         self._localizer: Any = None
         self._active = False
@@ -244,6 +245,10 @@ class LocalizerNode(LocalizerServicesMixin, LifecycleNode):
 
     def _release(self) -> None:
         self._active = False
+        with self._work_lock:  # let an in-flight frame finish before its publishers go
+            self._destroy_io()
+
+    def _destroy_io(self) -> None:
         for pub in self._entities:
             self.destroy_lifecycle_publisher(pub)
         for sub in getattr(self, "_subs", []):
@@ -285,7 +290,9 @@ class LocalizerNode(LocalizerServicesMixin, LifecycleNode):
                 pending, self._pending = self._pending, None
             if pending is None or not self._active:
                 return
-            self._process(pending)
+            with self._work_lock:
+                if self._active:
+                    self._process(pending)
 
     def _to_frame(self, p: _Pending) -> Frame:
         c = self.cfg
@@ -336,7 +343,12 @@ class LocalizerNode(LocalizerServicesMixin, LifecycleNode):
             self.counters.errors += 1
             self.get_logger().error(reason, throttle_duration_sec=_THROTTLE_S)
         t2 = time.monotonic()
-        self._publish_outputs(header, state, reason, times, result)
+        try:
+            self._publish_outputs(header, state, reason, times, result)
+        except Exception as exc:  # noqa: BLE001 - never let a callback end the executor
+            self.counters.errors += 1
+            self.get_logger().error(f"publishing outputs failed: {type(exc).__name__}: {exc}",
+                                    throttle_duration_sec=_THROTTLE_S)
         times.publish = time.monotonic() - t2
         times.total = self.get_clock().now().nanoseconds * 1e-9 - stamp_to_sec(stamp)
         self.last_times = times

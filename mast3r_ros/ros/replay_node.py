@@ -61,6 +61,8 @@ class ReplayConfig:
                              range=(0.0, 60.0))
     wait_for_subscribers: int = opt(0, "wait until the image topic has this many subscribers",
                                     range=(0, 100))
+    subscriber_timeout: float = opt(120.0, "give up waiting for subscribers after this many seconds",
+                                    range=(0.0, None))
     lockstep_topic: str = opt("", "LocalizationStatus topic to wait on after each frame "
                                   "(empty = free running)")
     lockstep_timeout: float = opt(30.0, "seconds to wait for each lockstep status", range=(0.1, None))
@@ -186,7 +188,7 @@ class ReplayNode(Node):
 
     def run(self) -> None:
         """Publish the whole source (again and again with ``loop``)."""
-        deadline = time.monotonic() + 30.0
+        deadline = time.monotonic() + self.cfg.subscriber_timeout
         while (self.count_subscribers(self.image_pub.topic_name) < self.cfg.wait_for_subscribers
                and time.monotonic() < deadline):
             time.sleep(0.1)

@@ -104,6 +104,27 @@ def test_missing_K_uses_backend_estimate(rng) -> None:
     assert r.success and pose_errors(r.T_map_cam, T_q)[0] < 1e-4
 
 
+def test_covariance_scale(rng) -> None:
+    kf, _, m, _ = _scene(rng)
+    frame = Frame(np.zeros((H, W, 3), np.uint8), K)
+    kmap = KeyframeMap(MapMeta(), [kf])
+    m.xy_query = m.xy_query + rng.normal(0, 0.5, m.xy_query.shape)
+    c1 = _loc(kmap, StubBackend({7: m})).localize(frame).covariance
+    c4 = _loc(kmap, StubBackend({7: m}), covariance_scale=4.0).localize(frame).covariance
+    assert np.allclose(c4, 4.0 * c1, rtol=1e-3)
+
+
+def test_pose_prior_restricts_retrieval(rng) -> None:
+    kf, T_q, m, _ = _scene(rng)
+    loc = _loc(KeyframeMap(MapMeta(), [kf]), StubBackend({7: m}))
+    img = np.zeros((H, W, 3), np.uint8)
+    near, far = T_q.copy(), T_q.copy()
+    far[:3, 3] += 100.0
+    assert loc.localize(Frame(img, K, T_map_cam_prior=near)).success
+    r = loc.localize(Frame(img, K, T_map_cam_prior=far))
+    assert not r.success and "prior" in r.reason
+
+
 def test_essential_path_without_scale_fails(rng) -> None:
     kf, _, m, _ = _scene(rng, with_depth=False)
     r = _loc(KeyframeMap(MapMeta(), [kf]), StubBackend({7: m})).localize(Frame(np.zeros((H, W, 3), np.uint8), K))
@@ -189,3 +210,17 @@ def test_sevenscenes_query_of_another_size(sevenscenes) -> None:
     blank = np.full((480, 640, 3), 128, np.uint8)
     r = loc.localize(Frame(blank, Kc))
     assert not r.success and "no matches" in r.reason
+
+
+def test_backend_input_errors_become_failures(rng) -> None:
+    from mast3r_ros.core.errors import ImageError
+
+    kf, _, m, _ = _scene(rng)
+    backend = StubBackend({7: m})
+
+    def bad_match(frame, keyframes):
+        raise ImageError("crop 40x40 is not a multiple of 16")
+
+    backend.match = bad_match  # type: ignore[method-assign]
+    r = _loc(KeyframeMap(MapMeta(), [kf]), backend).localize(Frame(np.zeros((H, W, 3), np.uint8), K))
+    assert not r.success and "multiple of 16" in r.reason

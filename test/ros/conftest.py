@@ -1,35 +1,14 @@
-"""Fixtures of the ROS graph tests: isolated rclpy contexts, a spinning executor, a probe node, a
-fake localizer and a small real map built from demo_data.
-
-Every test gets its own ``rclpy.Context`` on its own ROS domain id, with the loopback-only Fast DDS
-profile of ``config/`` (set before the first DDS participant exists), so tests never see each
-other, other runs, or the network.
-"""
+"""Fixtures of the ROS graph tests (helpers: ros_graph_helpers.py). Every test that uses ``graph``
+gets its own rclpy context on its own ROS domain id with the loopback-only Fast DDS profile."""
 
 from __future__ import annotations
 
-import itertools
-import os
-import threading
-import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Iterator
 
-import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(REPO / "config" / "fastdds_localhost.xml"))
-os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-
-import rclpy  # noqa: E402  (not importable: run tools/setup.sh)
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
-
-from mast3r_ros.core.map import Keyframe, KeyframeMap, MapMeta  # noqa: E402
-from mast3r_ros.core.types import Frame, LocalizationResult  # noqa: E402
-
-DEMO = REPO / "demo_data" / "sevenscenes_redkitchen"
-_COUNTER = itertools.count()
+from ros_graph_helpers import DEMO, Probe, RosGraph
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -37,51 +16,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if here in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.ros)
-
-
-def domain_id() -> int:
-    """A ROS domain id unlikely to be used by a concurrent run (10..99)."""
-    base = int(os.environ.get("ROS_DOMAIN_ID", os.getpid() % 90))
-    return 10 + (base * 13 + next(_COUNTER)) % 90
-
-
-def wait_for(pred: Callable[[], bool], timeout: float = 10.0, period: float = 0.02) -> bool:
-    """Poll ``pred`` until true or timeout; returns its last value."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(period)
-    return bool(pred())
-
-
-class RosGraph:
-    """One rclpy context + a MultiThreadedExecutor spinning in a background thread."""
-
-    def __init__(self) -> None:
-        self.domain_id = domain_id()
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=self.domain_id)
-        self.executor = MultiThreadedExecutor(num_threads=4, context=self.context)
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
-
-    def _spin(self) -> None:
-        try:
-            self.executor.spin()
-        except Exception:  # noqa: BLE001 - shutdown races end the thread
-            pass
-
-    def add(self, node: Any) -> Any:
-        self.executor.add_node(node)
-        return node
-
-    def close(self) -> None:
-        self.executor.shutdown(timeout_sec=2.0)
-        for node in list(self.executor.get_nodes()):
-            node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
-        self._thread.join(timeout=5.0)
 
 
 @pytest.fixture()
@@ -93,55 +27,6 @@ def graph() -> Iterator[RosGraph]:
         g.close()
 
 
-def synthetic_map(n: int = 3) -> KeyframeMap:
-    """A tiny map of flat-wall keyframes (depth 2 m) with known poses."""
-    rng = np.random.default_rng(0)
-    K = np.array([[100.0, 0, 31.5], [0, 100.0, 23.5], [0, 0, 1]])
-    kfs = []
-    for i in range(n):
-        T = np.eye(4)
-        T[0, 3] = 0.5 * i
-        kfs.append(Keyframe(i, rng.integers(0, 255, (48, 64, 3), dtype=np.uint8), K, T,
-                            float(i), np.full((48, 64), 2.0, np.float32)))
-    return KeyframeMap(MapMeta(backend="fake"), kfs)
-
-
-class FakeBackend:
-    name = "fake"
-
-
-class FakeLocalizer:
-    """Stands in for the core Localizer: fixed pose, optional delay, records the frames it saw."""
-
-    def __init__(self, config: Any, map_path: str, delay: float = 0.0,
-                 T_map_cam: Optional[np.ndarray] = None) -> None:
-        self.config, self.map_path, self.delay = config, map_path, delay
-        self.map = synthetic_map()
-        self.backend = FakeBackend()
-        self.frames: list[Frame] = []
-        self.T = np.eye(4) if T_map_cam is None else T_map_cam
-        self.fail_next = False
-
-    def set_map(self, kmap: KeyframeMap) -> None:
-        self.map = kmap
-
-    def localize(self, frame: Frame) -> LocalizationResult:
-        t0 = time.perf_counter()
-        self.frames.append(Frame(np.empty((frame.height, frame.width, 0), np.uint8), frame.K,
-                                 frame.stamp, frame.frame_id, None, frame.T_map_cam_prior))
-        if self.delay:
-            time.sleep(self.delay)
-        if self.fail_next:
-            self.fail_next = False
-            return LocalizationResult(False, "too few inliers (3 < 30)", num_matches=10,
-                                      num_inliers=3, backend="fake")
-        pts = np.random.default_rng(1).normal(size=(50, 3))
-        return LocalizationResult(True, "ok", self.T.copy(), np.eye(6) * 1e-4, 200, 150, 0.7,
-                                  pts, np.zeros((50, 2)), [0, 1], [0.9, 0.5],
-                                  {"retrieval": 0.001, "matching": 0.002, "pose": 0.001,
-                                   "total": time.perf_counter() - t0}, "pnp", "fake")
-
-
 @pytest.fixture(scope="session")
 def small_map_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real 4-keyframe map of the 7-Scenes demo data (frames 0, 20, 40, 60)."""
@@ -150,80 +35,6 @@ def small_map_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("maps") / "redkitchen4"
     save_map(build_map_from_rgbd(DEMO, max_frames=4), out)
     return out
-
-
-def query_gt(index: int = 0) -> tuple[Path, np.ndarray]:
-    """Path and 4x4 T_world_cam of the ``index``-th demo query."""
-    lines = [ln.split() for ln in (DEMO / "queries_with_gt.txt").read_text().splitlines()
-             if ln.strip() and not ln.startswith("#")]
-    row = lines[index]
-    return DEMO / row[0], np.array([float(v) for v in row[5:21]]).reshape(4, 4)
-
-
-K_DEMO = np.array([[525.0, 0.0, 320.0], [0.0, 525.0, 240.0], [0.0, 0.0, 1.0]])
-
-
-class Probe:
-    """A plain rclpy node that plays camera and listener around the localizer under test."""
-
-    def __init__(self, graph: RosGraph, ns: str = "") -> None:
-        from diagnostic_msgs.msg import DiagnosticArray
-        from geometry_msgs.msg import PoseWithCovarianceStamped
-        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-        from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
-        from visualization_msgs.msg import MarkerArray
-
-        from mast3r_ros.msg import LocalizationStatus
-
-        self.node = graph.add(rclpy.create_node("probe", context=graph.context))
-        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        pre = f"{ns}/" if ns else ""
-        self.image_pub = self.node.create_publisher(Image, f"{pre}image", qos_profile_sensor_data)
-        self.compressed_pub = self.node.create_publisher(CompressedImage, f"{pre}image/compressed",
-                                                         qos_profile_sensor_data)
-        self.info_pub = self.node.create_publisher(CameraInfo, f"{pre}camera_info",
-                                                   qos_profile_sensor_data)
-        self.got: dict[str, list] = {k: [] for k in
-                                     ("pose", "status", "inliers", "map_cloud", "keyframes", "diag")}
-        for key, typ, topic, qos in [
-                ("pose", PoseWithCovarianceStamped, f"{pre}pose", 10),
-                ("status", LocalizationStatus, f"{pre}localization_status", 10),
-                ("inliers", PointCloud2, f"{pre}inliers", 10),
-                ("map_cloud", PointCloud2, f"{pre}map_cloud", latched),
-                ("keyframes", MarkerArray, f"{pre}keyframes", latched),
-                ("diag", DiagnosticArray, "/diagnostics", 10)]:
-            self.node.create_subscription(typ, topic, self._store(key), qos)
-
-    def _store(self, key: str) -> Callable[[Any], None]:
-        return lambda msg: self.got[key].append(msg)
-
-    def camera_info(self, K: np.ndarray, width: int, height: int) -> Any:
-        from sensor_msgs.msg import CameraInfo
-
-        info = CameraInfo(width=width, height=height, distortion_model="plumb_bob")
-        info.k = [float(v) for v in np.asarray(K).reshape(-1)]
-        info.header.frame_id = "camera_optical"
-        return info
-
-    def publish(self, msg: Any, info: Any = None) -> None:
-        if info is not None:
-            info.header.stamp = msg.header.stamp
-            self.info_pub.publish(info)
-        (self.compressed_pub if hasattr(msg, "format") else self.image_pub).publish(msg)
-
-    def call(self, srv_type: Any, name: str, request: Any, timeout: float = 10.0) -> Any:
-        client = self.node.create_client(srv_type, name)
-        try:
-            assert client.wait_for_service(timeout_sec=timeout), f"service {name} not available"
-            fut = client.call_async(request)
-            assert wait_for(fut.done, timeout), f"service {name} did not answer"
-            return fut.result()
-        finally:
-            self.node.destroy_client(client)
-
-    def statuses(self, pred: Callable[[Any], bool] = lambda s: True) -> list:
-        return [s for s in list(self.got["status"]) if pred(s)]
 
 
 @pytest.fixture()

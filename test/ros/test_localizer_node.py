@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -12,63 +11,18 @@ from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from std_srvs.srv import Trigger
 
-from conftest import FakeLocalizer, Probe, RosGraph, synthetic_map, wait_for
+from ros_graph_helpers import K, Probe, RosGraph, synthetic_map, wait_for
+from ros_graph_helpers import T_fake as _T_fake
+from ros_graph_helpers import active_node as _active
+from ros_graph_helpers import image as _image
+from ros_graph_helpers import make_node
+from ros_graph_helpers import send_and_wait as _send_and_wait
 from mast3r_ros.core.map import save_map
-from mast3r_ros.ros.conversions import cloud_to_points, pose_to_matrix, rgb_to_image, sec_to_stamp
-from mast3r_ros.ros.localizer_node import LocalizerNode
+from mast3r_ros.ros.conversions import cloud_to_points, pose_to_matrix
 from mast3r_ros.srv import LoadMap
 
 SUCCESS = TransitionCallbackReturn.SUCCESS
 FAILURE = TransitionCallbackReturn.FAILURE
-
-
-def make_node(graph: RosGraph, delay: float = 0.0, factory: Any = None, **params: Any) -> Any:
-    """A LocalizerNode on a FakeLocalizer (unless ``factory``), parameters as overrides."""
-    holder: dict[str, FakeLocalizer] = {}
-
-    def fake_factory(cfg: Any, path: str) -> FakeLocalizer:
-        holder["loc"] = FakeLocalizer(cfg, path, delay=delay, T_map_cam=_T_fake())
-        return holder["loc"]
-
-    values = {"map_path": "/fake/map", "backend": "sift", **params}
-    node = LocalizerNode(localizer_factory=factory or fake_factory, context=graph.context,
-                         parameter_overrides=[Parameter(k, value=v) for k, v in values.items()])
-    node.holder = holder
-    return graph.add(node)
-
-
-def _T_fake() -> np.ndarray:
-    T = np.eye(4)
-    T[:3, 3] = [1.0, -2.0, 0.5]
-    return T
-
-
-def _image(stamp: float, w: int = 640, h: int = 480, seed: int = 0) -> Any:
-    rgb = np.random.default_rng(seed).integers(0, 255, (h, w, 3), dtype=np.uint8)
-    return rgb_to_image(rgb, sec_to_stamp(stamp), "camera_optical")
-
-
-K = np.array([[500.0, 0, 319.5], [0, 500.0, 239.5], [0, 0, 1]])
-
-
-def _active(graph: RosGraph, **kw: Any) -> tuple[Any, Probe]:
-    node = make_node(graph, **kw)
-    probe = Probe(graph)
-    assert node.trigger_configure() == SUCCESS
-    assert node.trigger_activate() == SUCCESS
-    return node, probe
-
-
-def _send_and_wait(node: Any, probe: Probe, msg: Any, info: Any = None, timeout: float = 10.0,
-                   period: float = 0.5) -> Any:
-    """Publish until the node reports a status for this stamp (discovery can lose the first)."""
-    stamp = msg.header.stamp
-    match = lambda s: (s.header.stamp.sec, s.header.stamp.nanosec) == (stamp.sec, stamp.nanosec)  # noqa: E731
-    for _ in range(max(1, int(timeout / period))):
-        probe.publish(msg, info)
-        if wait_for(lambda: probe.statuses(match), period):
-            return probe.statuses(match)[-1]
-    raise AssertionError(f"no status for stamp {stamp}; last: {probe.statuses()[-1:]}")
 
 
 def test_lifecycle_transitions(graph: RosGraph) -> None:

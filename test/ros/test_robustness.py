@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 
-from conftest import Probe, RosGraph, wait_for
+from ros_graph_helpers import Probe, RosGraph, wait_for
 from mast3r_ros.ros.conversions import sec_to_stamp, stamp_to_sec
-from test_localizer_node import K, _active, _image, _send_and_wait
+from ros_graph_helpers import K, active_node as _active, image as _image, send_and_wait as _send_and_wait
 
 
 def _raw(stamp: float, encoding: str, w: int, h: int, step: int, nbytes: int) -> Image:

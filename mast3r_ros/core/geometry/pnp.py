@@ -80,6 +80,20 @@ def _ransac(xy: np.ndarray, X: np.ndarray, K: np.ndarray, thr: float, conf: floa
     return bool(ok), rvec, tvec, mask
 
 
+def _refine(xy: np.ndarray, X: np.ndarray, K: np.ndarray, rvec: np.ndarray, tvec: np.ndarray,
+            inl: np.ndarray, thr: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two rounds of LM refinement on the inliers, re-selecting inliers after each round."""
+    for _ in range(2):
+        rvec, tvec = cv2.solvePnPRefineLM(X[inl], xy[inl], K, None, rvec.copy(), tvec.copy())
+        T_cam_map = make_pose(cv2.Rodrigues(rvec)[0], tvec)
+        err = np.linalg.norm(reprojection_residuals(invert_pose(T_cam_map), X, xy, K), axis=1)
+        new = np.isfinite(err) & (err < thr)
+        if new.sum() < 4:
+            break
+        inl = new
+    return rvec, tvec, inl
+
+
 def estimate_pose_pnp(xy: np.ndarray, X_map: np.ndarray, K: np.ndarray, *,
                       reproj_threshold: float = 8.0, confidence: float = 0.9999,
                       max_iters: int = 10000, min_inliers: int = 30,
@@ -125,15 +139,7 @@ def estimate_pose_pnp(xy: np.ndarray, X_map: np.ndarray, K: np.ndarray, *,
     if not ok or inl.sum() < 4:
         return PnPResult(False, "PnP RANSAC found no pose", inliers=empty)
     if refine:
-        for _ in range(2):
-            rvec, tvec = cv2.solvePnPRefineLM(X_map[inl], xy[inl], K, None, rvec.copy(), tvec.copy())
-            T_cam_map = make_pose(cv2.Rodrigues(rvec)[0], tvec)
-            res = reprojection_residuals(invert_pose(T_cam_map), X_map, xy, K)
-            err = np.linalg.norm(res, axis=1)
-            new = np.isfinite(err) & (err < reproj_threshold)
-            if new.sum() < 4:
-                break
-            inl = new
+        rvec, tvec, inl = _refine(xy, X_map, K, rvec, tvec, inl, reproj_threshold)
     T_map_cam = invert_pose(make_pose(cv2.Rodrigues(rvec)[0], tvec))
     err = np.linalg.norm(reprojection_residuals(T_map_cam, X_map[inl], xy[inl], K), axis=1)
     med = float(np.median(err)) if err.size else float("nan")

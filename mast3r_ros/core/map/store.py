@@ -108,6 +108,25 @@ def _write_db(root: Path, m: KeyframeMap) -> None:
         os.fsync(f.fileno())
 
 
+def _is_live_tmp(name: str) -> bool:
+    """True for the temporary directory of a save still running in another live process."""
+    if not name.startswith(".tmp-"):
+        return False
+    try:
+        pid = int(name.split("-")[1])
+    except (IndexError, ValueError):
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def save_map(m: KeyframeMap, path: Union[str, Path]) -> Path:
     """Write a map atomically (see the module docstring); the previous version survives a crash.
 
@@ -126,7 +145,7 @@ def save_map(m: KeyframeMap, path: Union[str, Path]) -> Path:
                                                 and not (path / _CURRENT).exists())):
         raise MapFormatError(f"{path} exists and is not a map directory; choose another path")
     path.mkdir(parents=True, exist_ok=True)
-    tmp = path / f".tmp-{uuid.uuid4().hex}"
+    tmp = path / f".tmp-{os.getpid()}-{uuid.uuid4().hex}"
     for sub in ("rgb", "arrays", "features"):
         (tmp / sub).mkdir(parents=True)
     for kf in m.keyframes:
@@ -147,8 +166,9 @@ def save_map(m: KeyframeMap, path: Union[str, Path]) -> Path:
     os.replace(cur_tmp, path / _CURRENT)
     _fsync_path(path)
     for child in path.iterdir():  # old versions and leftovers of crashed saves
-        if child.name not in (version, _CURRENT):
-            shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
+        if child.name in (version, _CURRENT) or _is_live_tmp(child.name):
+            continue
+        shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
     logger.info("saved map with %d keyframes to %s", len(m.keyframes), path)
     return path
 
@@ -202,7 +222,7 @@ def check_compatible(meta: MapMeta, expected: Optional[MapMeta]) -> None:
 
 
 def load_map(path: Union[str, Path], expected: Optional[MapMeta] = None) -> KeyframeMap:
-    """Read and validate a map directory.
+    """Read and validate a map directory (retries once when a concurrent save replaced it).
 
     Args:
         path: map directory written by :func:`save_map`.
@@ -213,6 +233,25 @@ def load_map(path: Union[str, Path], expected: Optional[MapMeta] = None) -> Keyf
         MapCompatibilityError: the map was built with another model or preprocessing.
     """
     path = Path(path)
+    before = _current_name(path)
+    try:
+        return _load_version(path, expected)
+    except MapFormatError:
+        if not before or _current_name(path) == before:
+            raise
+        logger.info("map %s was replaced while loading; loading the new version", path)
+        return _load_version(path, expected)
+
+
+def _current_name(path: Path) -> str:
+    try:
+        return (path / _CURRENT).read_text().strip()
+    except OSError:
+        return ""
+
+
+def _load_version(path: Path, expected: Optional[MapMeta]) -> KeyframeMap:
+    """Load the version named by CURRENT (see :func:`load_map`)."""
     try:
         root = path / (path / _CURRENT).read_text().strip()
     except OSError as exc:

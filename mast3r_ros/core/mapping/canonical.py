@@ -320,3 +320,27 @@ def _assemble(num_images, pairs, views, core, anchor_start, pt_img, pt_xy, pt_an
         m_pt_j=torch.cat(m_j), m_conf=torch.cat(m_conf), pair_max_conf=torch.stack(maxc),
         fb_pairs=fb_pairs, fb_target=fb_target, num_matches=num_matches,
         n_anchors=np.diff(np.asarray(anchor_start)), views=views)
+
+
+def dense_depth(view: CanonicalView, anchor_depth: np.ndarray, focal: float,
+                subsample: int = 8) -> np.ndarray:
+    """Dense depth of one image from its optimised anchor depths.
+
+    Every pixel takes its block anchor's depth times its canonical depth ratio, the ratio's
+    deviation from 1 rescaled by ``base_focal / focal`` (as for the matched points).
+
+    Args:
+        view: the image's canonical view.
+        anchor_depth: (h*w,) optimised anchor depths (row-major anchor grid).
+        focal: optimised focal (pixels).
+
+    Returns:
+        (H, W) float32 depth along the optical axis, in the alignment's world units.
+    """
+    H, W = view.rel_depth.shape
+    ys, xs = np.mgrid[:H, :W]
+    xy = torch.from_numpy(np.stack((xs.ravel(), ys.ravel()), 1))
+    idx, off = anchor_depth_offsets(view.rel_depth, xy, subsample)
+    off = 1 + (off.double() - 1) * (view.focal / focal)
+    d = torch.as_tensor(np.asarray(anchor_depth), dtype=torch.float64)[idx] * off
+    return d.reshape(H, W).float().numpy()

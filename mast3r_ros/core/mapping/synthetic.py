@@ -15,7 +15,8 @@ import numpy as np
 
 from mast3r_ros.core.mapping.canonical import PairData
 
-__all__ = ["SyntheticScene", "make_cameras", "render_depth", "make_pair", "make_scene"]
+__all__ = ["SyntheticScene", "make_cameras", "render_depth", "pointmap_pair", "make_pair",
+           "make_scene"]
 
 ROOM_LO = np.array([-6.0, -3.0, -6.0])
 ROOM_HI = np.array([6.0, 3.0, 8.0])
@@ -102,30 +103,55 @@ def _matches(i, j, T, K, depth, rng, stride, pix_noise, outlier_frac):
     return xy_i, xy_j
 
 
-def make_pair(i: int, j: int, T: np.ndarray, K: np.ndarray, depth: np.ndarray,
-              rng: np.random.Generator, scale_sigma: float = 0.1, depth_noise: float = 0.01,
-              pix_noise: float = 0.5, outlier_frac: float = 0.1, stride: int = 3) -> PairData:
-    """Exact-geometry PairData for (i, j) with noise (see module doc)."""
+def pointmap_pair(i: int, j: int, T: np.ndarray, K: np.ndarray, depth: np.ndarray,
+                  xy_i: np.ndarray, xy_j: np.ndarray, conf: np.ndarray, rng: np.random.Generator,
+                  scale_sigma: float = 0.1, depth_noise: float = 0.01,
+                  valid: Optional[np.ndarray] = None) -> PairData:
+    """PairData for (i, j) from depth maps and given matches, emulating the network's pointmaps.
+
+    Each pair gets its own scale error ``exp(N(0, scale_sigma))`` and per-pixel multiplicative
+    noise; confidences are smooth fields (like the network's), ~1 (no weight) where ``valid``
+    (N, H, W) is False.
+
+    Args:
+        T: (N, 4, 4) camera-to-world; K: (3, 3); depth: (N, H, W) metres (holes filled).
+        xy_i, xy_j: (n, 2) int64 matched pixels; conf: (n,) match confidences.
+    """
     s = float(np.exp(rng.normal(0, scale_sigma)))
 
     def noisy(X):
         return (X * s * (1 + depth_noise * rng.standard_normal(X.shape[:2] + (1,)))).astype(np.float32)
 
-    def conf(shape):
-        return (1.0 + 4.0 * rng.random(shape)).astype(np.float32)
+    def smooth_conf(k):  # per-pixel random weights would mix the pair scales pixel by pixel
+        H, W = depth[k].shape
+        ys, xs = np.mgrid[:H, :W]
+        ph = rng.uniform(0, 2 * np.pi, 2)
+        field = 1 + 0.3 * np.sin(2 * np.pi * xs / W + ph[0]) * np.cos(np.pi * ys / H + ph[1])
+        c = 1.0 + rng.uniform(1.0, 4.0) * field
+        if valid is not None:
+            c = np.where(valid[k], c, 1.0)
+        return c.astype(np.float32)
 
     Pi, Pj = _cam_points(depth[i], K), _cam_points(depth[j], K)
     T_i_j = np.linalg.inv(T[i]) @ T[j]
     T_j_i = np.linalg.inv(T_i_j)
     Xj_in_i = Pj @ T_i_j[:3, :3].T + T_i_j[:3, 3]
     Xi_in_j = Pi @ T_j_i[:3, :3].T + T_j_i[:3, 3]
+    conf = np.asarray(conf, np.float32)
+    return PairData(i=i, j=j, X_i_in_i=noisy(Pi), C_i=smooth_conf(i), X_j_in_i=noisy(Xj_in_i),
+                    C_j_in_i=smooth_conf(j), X_j_in_j=noisy(Pj), C_j=smooth_conf(j),
+                    X_i_in_j=noisy(Xi_in_j), C_i_in_j=smooth_conf(i),
+                    xy_i=np.asarray(xy_i, np.int64), xy_j=np.asarray(xy_j, np.int64), conf=conf,
+                    score=np.array([2.0, float(conf.sum()), len(conf)]))
+
+
+def make_pair(i: int, j: int, T: np.ndarray, K: np.ndarray, depth: np.ndarray,
+              rng: np.random.Generator, scale_sigma: float = 0.1, depth_noise: float = 0.01,
+              pix_noise: float = 0.5, outlier_frac: float = 0.1, stride: int = 3) -> PairData:
+    """Exact-geometry PairData for (i, j) with noise and outliers (see module doc)."""
     xy_i, xy_j = _matches(i, j, T, K, depth, rng, stride, pix_noise, outlier_frac)
-    mconf = (6.0 + 4.0 * rng.random(len(xy_i))).astype(np.float32)
-    H, W = depth[i].shape
-    return PairData(i=i, j=j, X_i_in_i=noisy(Pi), C_i=conf((H, W)), X_j_in_i=noisy(Xj_in_i),
-                    C_j_in_i=conf((H, W)), X_j_in_j=noisy(Pj), C_j=conf((H, W)),
-                    X_i_in_j=noisy(Xi_in_j), C_i_in_j=conf((H, W)), xy_i=xy_i, xy_j=xy_j,
-                    conf=mconf, score=np.array([2.0, float(mconf.sum()), len(mconf)]))
+    mconf = 6.0 + 4.0 * rng.random(len(xy_i))
+    return pointmap_pair(i, j, T, K, depth, xy_i, xy_j, mconf, rng, scale_sigma, depth_noise)
 
 
 def make_scene(n: int, pairs: Sequence[tuple[int, int]], rng: np.random.Generator,

@@ -163,7 +163,7 @@ class _CachedNN:
         uniq = torch.unique(idx)
         missing = uniq[self.cache[uniq] < 0]
         if missing.numel():
-            self.cache[missing] = nearest_neighbors(self.src[missing], self.tgt, self.dist, prepared=True)
+            self.cache[missing] = nearest_neighbors(self.src[missing], self.tgt, self.dist)
             self.searched += int(missing.numel())
         return self.cache[idx]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
@@ -17,6 +18,8 @@ from typing import Any, Mapping, Optional
 from mast3r_ros.core.errors import CheckpointError
 
 __all__ = ["ModelArgs", "parse_model_args", "MODEL_CLASS_NAME", "RELEASE_ARGS"]
+
+log = logging.getLogger(__name__)
 
 MODEL_CLASS_NAME = "AsymmetricMASt3R"
 _MAX_ARGS_LEN = 8192
@@ -146,6 +149,9 @@ class ModelArgs:
         kw = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
         if kw.get("patch_embed_cls") == "ManyAR_PatchEmbed":
             kw["patch_embed_cls"] = "PatchEmbedDust3R"
+        if kw.get("landscape_only") is True:
+            log.warning("checkpoint asks for landscape_only=True; portrait images are embedded in "
+                        "their own orientation instead (landscape_only=False, as the release)")
         kw["landscape_only"] = False
         args = cls(**kw)
         args.validate()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mast3r_ros.core.geometry.camera import project
-from mast3r_ros.core.geometry.se3 import make_pose, random_rotation, transform_points, invert_pose
+from mast3r_ros.core.geometry.se3 import make_pose, random_rotation, transform_points
 
 
 class Scene:

@@ -75,7 +75,7 @@ def test_coarse30_fine30(problem, fixture):
     tree = spanning_tree(problem.num_matches.numpy(), "hclust-ward", problem.n_anchors)
     cfg = MappingConfig(lr1=0.07, niter1=30, lr2=0.01, niter2=30, matching_conf_thr=0.0)
     res = sparse_scene_optimize(problem, tree, cfg)
-    _compare(res, fixture, "coarse30_fine30", tol_f=1e-3, tol_pose=1e-2, tol_depth=1e-2)
+    _compare(res, fixture, "coarse30_fine30", tol_f=5e-3, tol_pose=1e-2, tol_depth=1e-2)
 
 
 def test_defaults_use_fallback_regression(problem, fixture):

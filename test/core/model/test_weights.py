@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -171,15 +172,23 @@ def test_bad_files_raise_checkpoint_error(tmp_path: Path, tiny_checkpoint: Path)
 
 
 class _Evil:
+    """Unpickling this runs ``os.mkdir(marker)``: proof that code from the file was executed."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
     def __reduce__(self):
-        return (print, ("pwned",))
+        return (os.mkdir, (str(self.marker),))
 
 
 def test_arbitrary_pickles_refused(tmp_path: Path) -> None:
-    p = tmp_path / "evil.pth"
-    torch.save({"args": _Evil(), "model": {}}, p)
+    p, marker = tmp_path / "evil.pth", tmp_path / "pwned"
+    torch.save({"args": _Evil(marker), "model": {}}, p)
     with pytest.raises(CheckpointError, match="weights_only"):
         load_model(p)
+    assert not marker.exists()
+    torch.load(p, weights_only=False)  # the file really is malicious
+    assert marker.exists()
 
 
 # --------------------------------------------------------------------------- Hugging Face format

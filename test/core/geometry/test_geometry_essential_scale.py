@@ -9,7 +9,7 @@ from mast3r_ros.core.evaluation import relative_pose_errors
 from mast3r_ros.core.geometry.camera import project
 from mast3r_ros.core.geometry.essential import estimate_relative_pose, triangulate_depths
 from mast3r_ros.core.geometry.scale import estimate_focal, estimate_scale, intrinsics_from_focal
-from mast3r_ros.core.geometry.se3 import make_pose, random_rotation, so3_exp, transform_points
+from mast3r_ros.core.geometry.se3 import make_pose, so3_exp, transform_points
 
 
 def _pair(rng, n=300):

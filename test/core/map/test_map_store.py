@@ -76,7 +76,7 @@ def test_killed_save_leaves_previous_map(tmp_path, rng) -> None:
         sys.path.insert(0, {str(REPO)!r})
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         import mast3r_ros.core.map.store as store
-        from test_store import make_map
+        from test_map_store import make_map
         calls = []
         orig = store._write_keyframe_files
         def dying(*a, **k):
@@ -160,3 +160,16 @@ def test_keyframe_validation(rng) -> None:
         KeyframeMap(MapMeta(), [Keyframe(1, img, K, T), Keyframe(1, img, K, T)])
     with pytest.raises(InputError, match="global_desc"):
         KeyframeMap(MapMeta(), [Keyframe(1, img, K, T)], np.zeros((2, 4)))
+
+
+def test_save_spares_tmp_dir_of_a_live_concurrent_save(tmp_path, rng) -> None:
+    import os
+
+    path = tmp_path / "m"
+    save_map(make_map(rng, 1), path)
+    live = path / f".tmp-{os.getppid()}-abc"   # the parent process is alive
+    dead = path / ".tmp-999999999-abc"          # no such pid
+    live.mkdir()
+    dead.mkdir()
+    save_map(make_map(rng, 1), path)
+    assert live.exists() and not dead.exists()

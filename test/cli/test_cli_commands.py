@@ -69,6 +69,13 @@ def test_eval_absolute_writes_summary_and_plot(sift_map, data_dir, tmp_path, cap
     assert "pose" in s["median_timings_ms"]
 
 
+def test_eval_retrieval(sift_map, data_dir, capsys) -> None:
+    rc = main(["eval", "retrieval", str(data_dir / "sevenscenes_redkitchen_rgbd"), "--map",
+               str(sift_map), "--backend", "sift", "--every", "4"])
+    s = _json_lines(capsys.readouterr().out)[-1]
+    assert rc == 0 and s["recall@2"] >= 0.8 and s["recall@8"] == 1.0
+
+
 def test_eval_relative_one_pair(data_dir, capsys) -> None:
     rc = main(["eval", "relative", str(data_dir / "strecha_mvs"), "--backend", "sift",
                "--limit", "1", "--max-size", "768"])

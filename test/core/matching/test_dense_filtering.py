@@ -1,0 +1,63 @@
+"""dense_reciprocal_nn and confidence filtering / scoring."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mast3r_ros.core.errors import MatchingError
+from mast3r_ros.core.matching import (confidence_mask, dense_reciprocal_nn, fast_reciprocal_nn,
+                                      filter_by_confidence, match_scores)
+from mast3r_ros.core.matching.reference import smooth_descriptor_maps
+
+
+def test_dense_equals_brute_force_mutual_nn() -> None:
+    a, b = smooth_descriptor_maps(20, 30, 25, 22, dim=8, seed=5)
+    d1, d2 = torch.from_numpy(a), torch.from_numpy(b)
+    xy1, xy2 = dense_reciprocal_nn(d1, d2)
+    s = d1.reshape(-1, 8) @ d2.reshape(-1, 8).T
+    nn12, nn21 = s.argmax(1), s.argmax(0)
+    p = torch.nonzero(nn21[nn12] == torch.arange(600)).squeeze(1)
+    assert len(p) > 50
+    assert torch.equal(xy1, torch.stack([p % 30, p // 30], 1))
+    assert torch.equal(xy2, torch.stack([nn12[p] % 22, nn12[p] // 22], 1))
+    # every FRM match is a dense mutual match
+    f1, f2 = fast_reciprocal_nn(d1, d2, subsample=2)
+    dense = set(map(tuple, torch.cat([xy1, xy2], 1).tolist()))
+    assert set(map(tuple, torch.cat([f1, f2], 1).tolist())) <= dense
+
+
+def test_dense_bad_and_empty_input() -> None:
+    with pytest.raises(MatchingError):
+        dense_reciprocal_nn(torch.zeros(4, 4, 3), torch.zeros(4, 4, 2))
+    xy1, xy2 = dense_reciprocal_nn(torch.zeros(0, 4, 3), torch.ones(4, 4, 3))
+    assert xy1.shape == (0, 2) and xy2.shape == (0, 2)
+
+
+def test_filter_by_confidence_official_rule() -> None:
+    xy1 = torch.tensor([[0, 0], [1, 0], [2, 1], [0, 1]])
+    xy2 = torch.tensor([[1, 1], [0, 0], [1, 2], [1, 0]])
+    conf1 = torch.tensor([[1.0, 3.0, 5.0], [2.0, 2.0, 1.5]])
+    conf2 = torch.tensor([[4.0, 1.5], [9.0, 9.0], [0.5, 0.5]])
+    # min confidences: min(1, 9)=1, min(3, 4)=3, min(1.5, 0.5)=0.5, min(2, 1.5)=1.5
+    mask = confidence_mask(xy1, xy2, conf1, conf2, 1.5)
+    assert mask.tolist() == [False, True, False, True]
+    k1, k2 = filter_by_confidence(xy1.numpy(), xy2.numpy(), conf1.numpy(), conf2.numpy(), 1.5)
+    assert k1.tolist() == [[1, 0], [0, 1]] and k2.tolist() == [[0, 0], [1, 0]]
+    scores = match_scores(xy1, xy2, conf1, conf2)
+    np.testing.assert_allclose(scores.numpy(), np.sqrt([9.0, 12.0, 0.5 * 1.5, 3.0]), rtol=1e-6)
+
+
+def test_filter_bad_input() -> None:
+    conf = torch.ones(3, 3)
+    with pytest.raises(MatchingError, match="outside"):
+        filter_by_confidence(torch.tensor([[3, 0]]), torch.tensor([[0, 0]]), conf, conf, 1.0)
+    with pytest.raises(MatchingError, match="integer"):
+        filter_by_confidence(torch.tensor([[0.5, 0.0]]), torch.tensor([[0, 0]]), conf, conf, 1.0)
+    with pytest.raises(MatchingError, match="length"):
+        filter_by_confidence(torch.zeros(2, 2, dtype=torch.long), torch.zeros(1, 2, dtype=torch.long),
+                             conf, conf, 1.0)
+    k1, k2 = filter_by_confidence(torch.zeros(0, 2, dtype=torch.long), torch.zeros(0, 2, dtype=torch.long),
+                                  conf, conf, 1.0)
+    assert k1.shape == (0, 2)
