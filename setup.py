@@ -75,7 +75,8 @@ class BuildPyWithInterfaces(build_py):
 
     def _collect(self, staged: Path) -> None:
         """Copy the staged Python package into build_lib; register the rest as data files."""
-        rel_site = Path(sysconfig.get_path("platlib", vars={"base": "", "platbase": ""}).lstrip("/"))
+        site_vars = {"base": "", "platbase": ""}
+        rel_site = Path(sysconfig.get_path("platlib", vars=site_vars).lstrip("/"))
         site = staged / rel_site
         data: dict[str, list[str]] = {}
         for path in sorted(p for p in staged.rglob("*") if p.is_file() or p.is_symlink()):

@@ -37,7 +37,7 @@ def fix_file(path: Path, py_include: str, np_include: str) -> bool:
 
 
 def fix_prefix(prefix: Path) -> int:
-    """Fix every exported rosidl Python CMake file under ``prefix/share``; number of files changed."""
+    """Fix the exported rosidl Python CMake files under ``prefix/share``; returns the count."""
     import numpy
 
     py_include = sysconfig.get_paths()["include"]

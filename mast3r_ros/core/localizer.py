@@ -53,7 +53,8 @@ def frame_problem(frame: Frame) -> Optional[str]:
         problem = intrinsics_problem(frame.K)
         if problem is not None:
             return f"invalid intrinsics: {problem}"
-        cx, cy = frame.K[0, 2], frame.K[1, 2]
+        K = np.asarray(frame.K, dtype=np.float64)
+        cx, cy = K[0, 2], K[1, 2]
         if not (-0.5 <= cx <= frame.width - 0.5 and -0.5 <= cy <= frame.height - 0.5):
             return (f"K does not fit the {frame.width}x{frame.height} image (principal point "
                     f"({cx:.1f}, {cy:.1f}) outside it); rescale K to the image size")
@@ -143,8 +144,15 @@ class Localizer:
                                          self.config.retrieval.top_k, allowed)
         return [int(i) for i in ids], [float(s) for s in scores]
 
-    def localize(self, frame: Frame) -> LocalizationResult:
-        """Pose of one frame in the map (see the module docstring for the failure policy)."""
+    def localize(self, frame: Frame,
+                 keyframe_ids: Optional[Sequence[int]] = None) -> LocalizationResult:
+        """Pose of one frame in the map (see the module docstring for the failure policy).
+
+        Args:
+            frame: the query.
+            keyframe_ids: match against these keyframes instead of the retrieved top-k (e.g. an
+                oracle list in evaluations); unknown ids give ``success=False``.
+        """
         t0 = time.perf_counter()
         problem = frame_problem(frame)
         if problem is not None:
@@ -154,7 +162,13 @@ class Localizer:
         timings: dict[str, float] = {}
         try:
             t = time.perf_counter()
-            ids, scores = self.retrieve(frame)
+            if keyframe_ids is None:
+                ids, scores = self.retrieve(frame)
+            else:
+                ids, scores = [int(i) for i in keyframe_ids], [float("nan")] * len(keyframe_ids)
+                unknown = sorted(set(ids) - set(self.map.ids))
+                if unknown:
+                    return self._fail(f"unknown keyframe ids {unknown[:5]}", t0)
             timings["retrieval"] = time.perf_counter() - t
             if not ids:
                 return self._fail("no keyframe near the pose prior", t0, timings=timings)

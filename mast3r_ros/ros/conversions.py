@@ -157,7 +157,8 @@ def camera_info_to_K(msg: CameraInfo) -> np.ndarray:
     return K
 
 
-def K_for_image(K: np.ndarray, info_size: tuple[int, int], image_size: tuple[int, int]) -> np.ndarray:
+def K_for_image(K: np.ndarray, info_size: tuple[int, int],
+                image_size: tuple[int, int]) -> np.ndarray:
     """Rescale K of a CameraInfo of size ``info_size`` to an image of ``image_size`` (both (W, H)).
 
     CameraInfo width/height of 0 mean "same as the image". Pixel-centre convention.

@@ -58,7 +58,8 @@ def build_map(data: Path, out: Path, rebuild: bool) -> Path:
     t0 = time.monotonic()
     kmap = build_map_from_rgbd(data)
     save_map(kmap, map_dir)
-    logger.info("built map of %d keyframes in %.1f s -> %s", len(kmap), time.monotonic() - t0, map_dir)
+    logger.info("built map of %d keyframes in %.1f s -> %s", len(kmap), time.monotonic() - t0,
+                map_dir)
     return map_dir
 
 
@@ -222,10 +223,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     rows, poses, statuses = run_demo(args.out, backend, checkpoint, args.timeout, domain_id)
     frames, summary = evaluate(rows, poses, statuses)
     summary.update(backend=backend, wall_s=time.monotonic() - t0, domain_id=domain_id)
-    print(f"{'frame':28s} {'ok':>3s} {'pos cm':>8s} {'rot deg':>8s} {'inl':>5s} {'core ms':>8s}  reason")
+    print(f"{'frame':28s} {'ok':>3s} {'pos cm':>8s} {'rot deg':>8s} {'inl':>5s} "
+          f"{'core ms':>8s}  reason")
     for f in frames:
         print(f"{f['frame']:28s} {'yes' if f['success'] else 'no':>3s} {f['pos_err_cm']:8.2f} "
-              f"{f['rot_err_deg']:8.2f} {f.get('inliers', 0):5d} {f.get('core_ms', float('nan')):8.1f}"
+              f"{f['rot_err_deg']:8.2f} {f.get('inliers', 0):5d} "
+              f"{f.get('core_ms', float('nan')):8.1f}"
               f"  {f['reason']}")
     plot_path = args.out / "trajectory.png"
     if frames:

@@ -32,7 +32,8 @@ def _profile_file() -> str:
         return ""
 
 
-def ros_env(domain_id: Optional[int] = None, base: Optional[dict[str, str]] = None) -> dict[str, str]:
+def ros_env(domain_id: Optional[int] = None,
+            base: Optional[dict[str, str]] = None) -> dict[str, str]:
     """Environment for child ROS processes: loopback-only Fast DDS profile, localhost discovery,
     a domain id (given, else inherited, else derived from our pid)."""
     env = dict(os.environ if base is None else base)
@@ -59,7 +60,8 @@ def _format_value(value: Any) -> str:
 
 
 def node_command(node: str, params: dict[str, Any], namespace: str = "",
-                 params_file: Optional[Path] = None, remaps: Sequence[tuple[str, str]] = ()) -> list[str]:
+                 params_file: Optional[Path] = None,
+                 remaps: Sequence[tuple[str, str]] = ()) -> list[str]:
     """Command line of one node: ``python -m <module> --ros-args ...`` (``-p`` beats the file)."""
     cmd = [sys.executable, "-m", _MODULES[node], "--ros-args"]
     if namespace:

@@ -18,7 +18,7 @@ __all__ = ["LocalizerServicesMixin"]
 
 
 class LocalizerServicesMixin:
-    """``localize`` / ``reset`` / ``load_map`` services and the periodic ``/diagnostics`` message."""
+    """``localize`` / ``reset`` / ``load_map`` services and the periodic ``/diagnostics``."""
 
     def _srv_localize(self, req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
         resp.success = self._active
@@ -66,6 +66,7 @@ class LocalizerServicesMixin:
                   "frames_rejected": c.rejected, "internal_errors": c.errors,
                   "latency_core_s": f"{t.core:.4f}", "latency_total_s": f"{t.total:.4f}"}
         msg = outputs.diagnostics_msg(self.get_clock().now().to_msg(),
-                                      f"{self.get_name()}: localization", self.get_fully_qualified_name(),
+                                      f"{self.get_name()}: localization",
+                                      self.get_fully_qualified_name(),
                                       level, c.last_reason, values)
         self._diag_pub.publish(msg)

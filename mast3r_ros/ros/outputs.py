@@ -103,7 +103,8 @@ def pose_msg(header: Header, T_map_base: np.ndarray, covariance: Optional[np.nda
     return msg
 
 
-def transform_msg(stamp: Time, parent: str, child: str, T_parent_child: np.ndarray) -> TransformStamped:
+def transform_msg(stamp: Time, parent: str, child: str,
+                  T_parent_child: np.ndarray) -> TransformStamped:
     """``TransformStamped`` parent -> child (``T_parent_child`` maps child points to parent)."""
     msg = TransformStamped()
     msg.header.stamp, msg.header.frame_id, msg.child_frame_id = stamp, parent, child

@@ -105,7 +105,8 @@ def config_from_values(cls: type, values: dict[str, Any], prefix: str = "") -> A
             value = values[name]
             if isinstance(default, tuple):
                 value = tuple(float(v) for v in value)
-            elif isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            elif (isinstance(default, float) and isinstance(value, int)
+                  and not isinstance(value, bool)):
                 value = float(value)
             kwargs[f.name] = value
     try:

@@ -49,7 +49,8 @@ class ReplayConfig:
 
     source: str = opt("", "folder of images or a rosbag2 directory/file")
     glob: str = opt("*", "file name pattern inside a folder source (e.g. '*.color.jpg')")
-    rate: float = opt(10.0, "frames per second (folder; bag: 0 = recorded timing)", range=(0.0, 1000.0))
+    rate: float = opt(10.0, "frames per second (folder; bag: 0 = recorded timing)",
+                      range=(0.0, 1000.0))
     K: tuple = opt((), "3x3 intrinsics row-major (9 numbers) for a folder source")
     intrinsics_file: str = opt("", "text file with a 3x3 K (used when K is empty)")
     frame_id: str = opt("camera_optical_frame", "header.frame_id of images and camera_info")
@@ -61,11 +62,12 @@ class ReplayConfig:
                              range=(0.0, 60.0))
     wait_for_subscribers: int = opt(0, "wait until the image topic has this many subscribers",
                                     range=(0, 100))
-    subscriber_timeout: float = opt(120.0, "give up waiting for subscribers after this many seconds",
+    subscriber_timeout: float = opt(120.0, "stop waiting for subscribers after this many seconds",
                                     range=(0.0, None))
     lockstep_topic: str = opt("", "LocalizationStatus topic to wait on after each frame "
                                   "(empty = free running)")
-    lockstep_timeout: float = opt(30.0, "seconds to wait for each lockstep status", range=(0.1, None))
+    lockstep_timeout: float = opt(30.0, "seconds to wait for each lockstep status",
+                                  range=(0.1, None))
     index_out: str = opt("", "JSON-lines file: stamp and source of each published frame")
 
     def __post_init__(self) -> None:
@@ -94,7 +96,8 @@ def iter_bag(path: str) -> Iterator[tuple[str, Any, float]]:
         if not conns:
             raise InputError(f"{path}: no sensor_msgs Image/CompressedImage/CameraInfo topics")
         for conn, t_ns, raw in reader.messages(connections=conns):
-            yield conn.topic, deserialize_message(bytes(raw), _IMAGE_TYPES[conn.msgtype]), t_ns * 1e-9
+            msg = deserialize_message(bytes(raw), _IMAGE_TYPES[conn.msgtype])
+            yield conn.topic, msg, t_ns * 1e-9
 
 
 class ReplayNode(Node):
@@ -111,7 +114,8 @@ class ReplayNode(Node):
         self._acked: set[tuple[int, int]] = set()
         self._ack = threading.Condition()
         if self.cfg.lockstep_topic:
-            self.create_subscription(LocalizationStatus, self.cfg.lockstep_topic, self._on_status, 50)
+            self.create_subscription(LocalizationStatus, self.cfg.lockstep_topic, self._on_status,
+                                     50)
         self.published = 0
 
     def _on_status(self, msg: LocalizationStatus) -> None:
@@ -182,7 +186,8 @@ class ReplayNode(Node):
             if info is not None:
                 info.header.stamp = stamp
                 self.info_pub.publish(info)
-            (self.compressed_pub if isinstance(msg, CompressedImage) else self.image_pub).publish(msg)
+            pub = self.compressed_pub if isinstance(msg, CompressedImage) else self.image_pub
+            pub.publish(msg)
             self._record(stamp, f"{topic}@{t_bag:.6f}")
             self._wait_ack(stamp)
 

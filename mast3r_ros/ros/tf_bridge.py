@@ -48,8 +48,8 @@ class TfBroadcaster:
             self._send = lambda t: pub.publish(TFMessage(transforms=[t]))
             self.channel = "tf2_msgs"
         except ImportError:
-            node.get_logger().warning("neither tf2_ros nor tf2_msgs is importable: map->odom is not "
-                                   "published (the pose topic still is)")
+            node.get_logger().warning("neither tf2_ros nor tf2_msgs is importable: map->odom is "
+                                      "not published (the pose topic still is)")
 
     @property
     def available(self) -> bool:

@@ -49,7 +49,7 @@ def compute_map_to_odom(T_map_base: np.ndarray, T_odom_base: np.ndarray) -> np.n
 
 
 def base_pose_from_camera(T_map_cam: np.ndarray, T_base_cam: np.ndarray) -> np.ndarray:
-    """Base pose in the map from the camera pose and the camera mounting: ``T_map_cam @ inv(T_base_cam)``."""
+    """Base pose in the map from the camera pose and mounting: ``T_map_cam @ inv(T_base_cam)``."""
     return _check_T(T_map_cam, "T_map_cam") @ _inv(_check_T(T_base_cam, "T_base_cam"))
 
 

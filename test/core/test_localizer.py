@@ -114,6 +114,16 @@ def test_covariance_scale(rng) -> None:
     assert np.allclose(c4, 4.0 * c1, rtol=1e-3)
 
 
+def test_explicit_keyframe_ids(rng) -> None:
+    kf, T_q, m, _ = _scene(rng)
+    loc = _loc(KeyframeMap(MapMeta(), [kf]), StubBackend({7: m}))
+    img = np.zeros((H, W, 3), np.uint8)
+    r = loc.localize(Frame(img, K), [7])
+    assert r.success and r.keyframe_ids == [7]
+    r = loc.localize(Frame(img, K), [3])
+    assert not r.success and "unknown keyframe" in r.reason
+
+
 def test_pose_prior_restricts_retrieval(rng) -> None:
     kf, T_q, m, _ = _scene(rng)
     loc = _loc(KeyframeMap(MapMeta(), [kf]), StubBackend({7: m}))

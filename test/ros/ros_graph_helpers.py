@@ -14,12 +14,13 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
-os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(REPO / "config" / "fastdds_localhost.xml"))
+os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE",
+                      str(REPO / "config" / "fastdds_localhost.xml"))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
 import rclpy  # noqa: E402  (not importable: run tools/setup.sh)
@@ -184,7 +185,8 @@ def send_and_wait(node: Any, probe: Probe, msg: Any, info: Any = None, timeout: 
                    period: float = 0.5) -> Any:
     """Publish until the node reports a status for this stamp (discovery can lose the first)."""
     stamp = msg.header.stamp
-    match = lambda s: (s.header.stamp.sec, s.header.stamp.nanosec) == (stamp.sec, stamp.nanosec)  # noqa: E731
+    key = (stamp.sec, stamp.nanosec)
+    match = lambda s: (s.header.stamp.sec, s.header.stamp.nanosec) == key  # noqa: E731
     for _ in range(max(1, int(timeout / period))):
         probe.publish(msg, info)
         if wait_for(lambda: probe.statuses(match), period):
@@ -201,7 +203,8 @@ class Probe:
     def __init__(self, graph: RosGraph, ns: str = "") -> None:
         from diagnostic_msgs.msg import DiagnosticArray
         from geometry_msgs.msg import PoseWithCovarianceStamped
-        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+        from rclpy.qos import (DurabilityPolicy, QoSProfile, ReliabilityPolicy,
+                               qos_profile_sensor_data)
         from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
         from visualization_msgs.msg import MarkerArray
 
@@ -217,7 +220,8 @@ class Probe:
         self.info_pub = self.node.create_publisher(CameraInfo, f"{pre}camera_info",
                                                    qos_profile_sensor_data)
         self.got: dict[str, list] = {k: [] for k in
-                                     ("pose", "status", "inliers", "map_cloud", "keyframes", "diag")}
+                                     ("pose", "status", "inliers", "map_cloud", "keyframes",
+                                      "diag")}
         for key, typ, topic, qos in [
                 ("pose", PoseWithCovarianceStamped, f"{pre}pose", 10),
                 ("status", LocalizationStatus, f"{pre}localization_status", 10),

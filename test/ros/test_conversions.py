@@ -129,7 +129,8 @@ def test_map_to_odom_rep105(rng: np.random.Generator) -> None:
     T_base_cam = xyzquat_to_matrix([0.1, 0, 0.3, -0.5, 0.5, -0.5, 0.5])
     T_map_cam = T_map_base @ T_base_cam
     np.testing.assert_allclose(base_pose_from_camera(T_map_cam, T_base_cam), T_map_base, atol=1e-12)
-    np.testing.assert_allclose(camera_prior_from_base(T_map_base, T_base_cam), T_map_cam, atol=1e-12)
+    prior = camera_prior_from_base(T_map_base, T_base_cam)
+    np.testing.assert_allclose(prior, T_map_cam, atol=1e-12)
     with pytest.raises(InputError):
         compute_map_to_odom(np.full((4, 4), np.nan), T_odom_base)
     with pytest.raises(InputError):

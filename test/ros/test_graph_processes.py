@@ -1,5 +1,5 @@
-"""Separate-process graph tests: the real localizer (SIFT baseline, real 7-Scenes map) and the replay
-node as subprocesses, started exactly as the demo and the launch file start them."""
+"""Separate-process graph tests: the real localizer (SIFT baseline, real 7-Scenes map) and the
+replay node as subprocesses, started exactly as the demo and the launch file start them."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ from mast3r_ros.ros.graph_procs import REPO_ROOT, ros_env, start_node, stop_proc
 
 
 @pytest.fixture()
-def localizer_proc(graph: RosGraph, small_map_dir: Path, tmp_path: Path) -> Iterator[subprocess.Popen]:
+def localizer_proc(graph: RosGraph, small_map_dir: Path,
+                   tmp_path: Path) -> Iterator[subprocess.Popen]:
     log = open(tmp_path / "localizer.log", "w")
     proc = start_node("localizer", {"map_path": str(small_map_dir), "backend": "sift"},
                       ros_env(graph.domain_id), log, namespace="/t",
@@ -81,7 +82,8 @@ def test_replay_publishes_rosbag(graph: RosGraph, tmp_path: Path) -> None:
     probe.node.create_subscription(CameraInfo, "/r/camera_info", infos.append,
                                    qos_profile_sensor_data)
     with Writer(bag, version=8) as writer:
-        ci = writer.add_connection("/cam/camera_info", "sensor_msgs/msg/CameraInfo", typestore=typestore)
+        ci = writer.add_connection("/cam/camera_info", "sensor_msgs/msg/CameraInfo",
+                                   typestore=typestore)
         im = writer.add_connection("/cam/image_raw", "sensor_msgs/msg/Image", typestore=typestore)
         for i in range(3):
             rgb = np.full((48, 64, 3), 40 * i, np.uint8)

@@ -45,4 +45,5 @@ def test_params_yaml_documents_every_parameter() -> None:
                                         f"unknown {unknown}"
     for name, value in params.items():
         default = SPECS[name].default
-        assert type(value) is type(default) or (isinstance(default, list) and isinstance(value, list)), name
+        same_kind = isinstance(default, list) and isinstance(value, list)
+        assert type(value) is type(default) or same_kind, name

@@ -68,6 +68,9 @@ def test_pose_status_cloud_diagnostics(graph: RosGraph) -> None:
     assert status.success and status.state == "localized" and status.reason == "ok"
     assert list(status.keyframe_ids) == [0, 1] and status.num_inliers == 150
     assert status.latency_conversion >= 0 and status.latency_core_total >= 0
+    assert wait_for(lambda: np.isfinite(node.last_times.publish), 5.0)
+    t = node.last_times  # node overhead at 640x480 (target < 5 ms; generous bound for busy CI)
+    assert 0 <= t.conversion + t.publish < 0.05, t
     assert wait_for(lambda: probe.got["pose"] and probe.got["inliers"], 5.0)
     pose = probe.got["pose"][-1]
     assert pose.header.frame_id == "map"
@@ -142,3 +145,24 @@ def test_services(graph: RosGraph, tmp_path: Path) -> None:
     assert len(node.holder["loc"].map) == 5
     assert wait_for(lambda: any(len([m for m in ma.markers if m.ns == "keyframes"]) == 5
                                 for ma in probe.got["keyframes"]), 5.0)
+
+
+def test_odometry_source_for_map_to_odom(graph: RosGraph) -> None:
+    from nav_msgs.msg import Odometry
+
+    from mast3r_ros.ros.conversions import matrix_to_pose, sec_to_stamp
+    from mast3r_ros.ros.transforms import compute_map_to_odom, xyzquat_to_matrix
+
+    node, probe = _active(graph, odom_topic="odom")
+    assert node._odom.channel == "odometry topic odom"  # no tf2_ros here
+    pub = probe.node.create_publisher(Odometry, "odom", 50)
+    T_odom_base = xyzquat_to_matrix([0.5, 0.2, 0.0, 0.0, 0.0, 0.2, 0.98])
+    odom = Odometry()
+    odom.header.stamp = sec_to_stamp(5.0)
+    odom.pose.pose = matrix_to_pose(T_odom_base)
+    assert wait_for(lambda: (pub.publish(odom), node._odom.lookup(sec_to_stamp(5.1)))[1]
+                    is not None, 5.0)
+    np.testing.assert_allclose(node._odom.lookup(sec_to_stamp(5.1)), T_odom_base, atol=1e-9)
+    assert node._odom.lookup(sec_to_stamp(9.0)) is None  # too far in time: unknown, not stale
+    T_map_odom = compute_map_to_odom(_T_fake(), T_odom_base)
+    np.testing.assert_allclose(T_map_odom @ T_odom_base, _T_fake(), atol=1e-12)

@@ -10,9 +10,12 @@ import cv2
 import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 
-from ros_graph_helpers import Probe, RosGraph, wait_for
+from ros_graph_helpers import RosGraph, wait_for
 from mast3r_ros.ros.conversions import sec_to_stamp, stamp_to_sec
-from ros_graph_helpers import K, active_node as _active, image as _image, send_and_wait as _send_and_wait
+from ros_graph_helpers import K
+from ros_graph_helpers import active_node as _active
+from ros_graph_helpers import image as _image
+from ros_graph_helpers import send_and_wait as _send_and_wait
 
 
 def _raw(stamp: float, encoding: str, w: int, h: int, step: int, nbytes: int) -> Image:
@@ -35,7 +38,7 @@ def test_bad_inputs_reported_and_node_keeps_serving(graph: RosGraph) -> None:
     assert not s.success and s.state == "waiting_for_camera_info" and "camera_info" in s.reason
     jpeg = cv2.imencode(".jpg", np.full((480, 640, 3), 128, np.uint8))[1].tobytes()
     cases: list[tuple[Any, Any, str]] = [
-        (_raw(11, "yuv422_yuy2", 640, 480, 1280, 640 * 480 * 2), info, "unsupported image encoding"),
+        (_raw(11, "yuv422_yuy2", 640, 480, 1280, 640 * 480 * 2), info, "unsupported image"),
         (_raw(12, "rgb8", 640, 480, 1000, 1000 * 480), info, "step 1000 < width*channels"),
         (_raw(13, "rgb8", 640, 480, 1920, 1920 * 100), info, "truncated"),
         (_raw(14, "rgb8", 0, 0, 0, 0), info, "zero size"),
@@ -84,7 +87,8 @@ def test_backpressure_newest_frame_wins(graph: RosGraph) -> None:
                                 for s in probe.statuses()), 4.0), "newest frame never processed"
     time.sleep(0.3)
     rss1 = _rss_mb()
-    processed = [stamp_to_sec(s.header.stamp) for s in probe.statuses() if s.header.stamp.sec >= 1000]
+    processed = [stamp_to_sec(s.header.stamp) for s in probe.statuses()
+                 if s.header.stamp.sec >= 1000]
     c = node.counters
     received, dropped = c.received - r0, c.dropped - d0
     print(f"backpressure: received={received} processed={len(processed)} dropped={dropped} "

@@ -20,15 +20,20 @@ import math
 from dataclasses import dataclass
 from typing import Union
 
+import logging
+
 import torch
 
 from mast3r_ros.core.errors import MatchingError
+
+logger = logging.getLogger(__name__)
+_warned_precision = False
 
 __all__ = ["DISTANCES", "TargetSet", "nearest_neighbors", "prepare_targets"]
 
 DISTANCES = ("dot", "l2")
 _SUB = 64  # targets per sub-block whose maximum is kept
-_DEFAULT_BLOCK_BYTES = 64 * 2**20  # scratch for one (query block x target block) score tile
+_DEFAULT_BLOCK_BYTES = 256 * 2**20  # bound on one (query block x target block) score tile
 
 
 @dataclass(frozen=True)
@@ -71,9 +76,16 @@ _TILE_COLS = 2048  # targets per score tile (CPU: a 4 MB tile stays in the L2/L3
 _TILE_ROWS = 512  # queries per score tile
 
 
-def _block_sizes(n_queries: int, n_pad: int, block_bytes: int, elem: int) -> tuple[int, int]:
-    cols = min(n_pad, _TILE_COLS)
-    rows = max(1, min(n_queries, _TILE_ROWS, block_bytes // (cols * elem)))
+def _block_sizes(n_queries: int, n_pad: int, block_bytes: int, elem: int, device: torch.device
+                 ) -> tuple[int, int]:
+    """(rows, cols) of one score tile: small cache-resident tiles on CPU, wide ones on GPUs."""
+    if device.type == "cpu":
+        cols = min(n_pad, _TILE_COLS)
+        rows = min(n_queries, _TILE_ROWS)
+    else:  # few large kernels; the tile is bounded by block_bytes only
+        cols = min(n_pad, max(_SUB, (block_bytes // (256 * elem)) // _SUB * _SUB))
+        rows = n_queries
+    rows = max(1, min(rows, block_bytes // (cols * elem)))
     return rows, cols
 
 
@@ -102,6 +114,18 @@ def _rescore_subblocks(q: torch.Tensor, ts: TargetSet, best_sub: torch.Tensor) -
     return cand.gather(1, scores.argmax(1, keepdim=True)).squeeze(1)
 
 
+def _check_matmul_precision(device: torch.device) -> None:
+    """Warn once when float32 products may run in reduced precision (TF32 / bf16)."""
+    global _warned_precision
+    reduced = torch.get_float32_matmul_precision() != "highest" or (
+        device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32)
+    if reduced and not _warned_precision:
+        _warned_precision = True
+        logger.warning("float32 matmul precision is reduced (TF32/bf16); nearest neighbours may "
+                       "differ from the float32 reference on near-ties. Use "
+                       "torch.set_float32_matmul_precision('highest') for exact results.")
+
+
 @torch.no_grad()
 def nearest_neighbors(queries: torch.Tensor, targets: Union[torch.Tensor, TargetSet], dist: str = "dot",
                       block_bytes: int = _DEFAULT_BLOCK_BYTES) -> torch.Tensor:
@@ -126,8 +150,9 @@ def nearest_neighbors(queries: torch.Tensor, targets: Union[torch.Tensor, Target
         return torch.empty((0,), dtype=torch.int64, device=queries.device)
     if ts.n == 0:
         raise MatchingError("cannot search nearest neighbours in an empty target set")
+    _check_matmul_precision(queries.device)
     q_all = _prepare_queries(queries, dist)
-    rows, cols = _block_sizes(m, ts.data.shape[0], block_bytes, q_all.element_size())
+    rows, cols = _block_sizes(m, ts.data.shape[0], block_bytes, q_all.element_size(), q_all.device)
     scratch = torch.empty(rows * cols, dtype=q_all.dtype, device=q_all.device)
     result = torch.empty((m,), dtype=torch.int64, device=queries.device)
     for i0 in range(0, m, rows):

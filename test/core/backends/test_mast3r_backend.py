@@ -41,10 +41,14 @@ def kmap(rng) -> KeyframeMap:
     return KeyframeMap(MapMeta(), kfs)
 
 
-def test_checkpoint_errors(tmp_path, monkeypatch) -> None:
+def test_checkpoint_errors_and_env(tmp_path, monkeypatch, tiny_checkpoint) -> None:
     monkeypatch.delenv("MAST3R_CHECKPOINT", raising=False)
     with pytest.raises(CheckpointError, match="MAST3R_CHECKPOINT"):
         Mast3rBackend.from_config(LocalizerConfig(backend="mast3r"))
+    monkeypatch.setenv("MAST3R_CHECKPOINT", str(tiny_checkpoint))
+    cfg = LocalizerConfig(backend="mast3r", model=ModelConfig(device="cpu", image_size=64))
+    assert Mast3rBackend.from_config(cfg).model_id == checkpoint_id(tiny_checkpoint)
+    monkeypatch.delenv("MAST3R_CHECKPOINT")
     with pytest.raises(CheckpointError):
         Mast3rBackend.from_config(_cfg(tmp_path / "missing.pth"))
     bad = tmp_path / "bad.pth"

@@ -171,3 +171,22 @@ def test_pixel_tol_with_int_subsample_uses_grid_as_seeds(smooth_pair) -> None:
     b = fast_reciprocal_nn(d1, d2, seeds=(xs, ys), pixel_tol=3)
     assert len(a[0]) > 0
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_score_tiles_are_bounded(rng, monkeypatch) -> None:
+    """The search never materialises more than ``block_bytes`` of scores at once."""
+    from mast3r_ros.core.matching import nn
+
+    sizes = []
+    real_mm = torch.mm
+
+    def spy_mm(a, b, *args, **kwargs):
+        out = real_mm(a, b, *args, **kwargs)
+        sizes.append(out.numel() * out.element_size())
+        return out
+
+    monkeypatch.setattr(nn.torch, "mm", spy_mm)
+    q, t = _unit(rng, 3000, 24), _unit(rng, 20000, 24)
+    got = nn.nearest_neighbors(q, t, "dot", block_bytes=1 << 20)
+    assert torch.equal(got, (q @ t.T).argmax(1))
+    assert sizes and max(sizes) <= 1 << 20
