@@ -73,9 +73,10 @@ def _decode_image(msg, typename: str) -> np.ndarray:
 
 def _read_bag(path: Path, topic: str) -> tuple[list[np.ndarray], list[float]]:
     from rosbags.highlevel import AnyReader
+    from rosbags.typesys import Stores, get_typestore
 
     images, stamps = [], []
-    with AnyReader([path]) as reader:
+    with AnyReader([path], default_typestore=get_typestore(Stores.ROS2_KILTED)) as reader:
         conns = [c for c in reader.connections
                  if c.msgtype in ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
                  and (not topic or c.topic == topic)]

@@ -30,6 +30,8 @@ __all__ = [
     "LocalizerConfig",
     "MappingConfig",
     "LocalizerNodeConfig",
+    "KeyframeSelectionConfig",
+    "MapperNodeConfig",
     "config_fields",
 ]
 
@@ -235,3 +237,75 @@ class LocalizerNodeConfig:
         validate_fields(self)
         if len(self.base_T_camera) != 7:
             raise ConfigError("LocalizerNodeConfig.base_T_camera needs 7 numbers: x y z qx qy qz qw")
+
+
+@dataclass(frozen=True)
+class KeyframeSelectionConfig:
+    """When a camera frame becomes a mapping keyframe (by motion with a pose, else by overlap)."""
+
+    mode: str = opt("auto", "auto: motion when the frame and the last keyframe have poses, overlap "
+                            "otherwise; motion / overlap: only that test",
+                    choices=("auto", "motion", "overlap"))
+    min_translation: float = opt(0.10, "motion test: new keyframe after this camera translation (m)",
+                                 range=(0.0, None))
+    min_rotation_deg: float = opt(10.0, "motion test: new keyframe after this camera rotation (deg)",
+                                  range=(0.0, 180.0))
+    max_overlap: float = opt(0.5, "overlap test: new keyframe when the fraction of the last "
+                                  "keyframe's features matched in the frame (geometrically "
+                                  "verified) falls below this", range=(0.0, 1.0))
+    min_interval: float = opt(0.0, "minimum time between keyframes (s, image stamps)",
+                              range=(0.0, None))
+    num_features: int = opt(500, "ORB features per image of the overlap test", range=(20, 20_000))
+    min_features: int = opt(30, "frames with fewer ORB features (blank, blurred) never become "
+                                "keyframes in the overlap test", range=(0, None))
+    image_long_side: int = opt(320, "the overlap test runs on images downscaled to this long side "
+                                    "(px, never upscaled)", range=(32, 4096))
+    ratio: float = opt(0.8, "Lowe ratio test of the ORB matches", range=(0.1, 1.0))
+    ransac_threshold: float = opt(3.0, "epipolar RANSAC threshold of the match verification (px "
+                                       "of the downscaled image)", range=(0.1, 100.0))
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
+
+
+@dataclass(frozen=True)
+class MapperNodeConfig:
+    """The ROS 2 mapper node: keyframe buffer, odometry, alignment triggers and outputs.
+
+    ROS parameters use these names at the top level, followed by ``model.*`` (:class:`ModelConfig`),
+    ``mapping.*`` (:class:`MappingConfig`) and ``keyframes.*`` (:class:`KeyframeSelectionConfig`).
+    """
+
+    map_path: str = opt("", "map directory written by save_map when its request path is empty")
+    autostart: bool = opt(False, "configure and activate at start-up (no lifecycle manager needed)",
+                          read_only=True)
+    map_frame: str = opt("map", "frame_id of keyframe_path and map_cloud (the alignment's world "
+                                "frame: the odom frame when odometry poses are used, else the "
+                                "camera at the root of the alignment's spanning tree)")
+    odom_frame: str = opt("odom", "odometry frame looked up through tf2 (when it imports)")
+    base_frame: str = opt("base_link", "robot base frame of the odometry")
+    base_T_camera: tuple = opt((0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0),
+                               "camera optical frame in the base frame: x y z (m) qx qy qz qw")
+    odom_topic: str = opt("odom", "nav_msgs/Odometry topic used when tf2 is unavailable; "
+                                  "empty = none", read_only=True)
+    use_odometry_poses: bool = opt(True, "give the odometry camera poses to the alignment")
+    poses_mode: str = opt("prior", "odometry poses in the alignment: prior (soft) or fixed (every "
+                                   "keyframe needs one)", choices=("prior", "fixed"))
+    intrinsics_mode: str = opt("fixed", "camera_info K in the alignment: fixed, prior or init",
+                               choices=("fixed", "prior", "init"))
+    require_camera_info: bool = opt(True, "wait for camera_info; False lets the alignment "
+                                          "estimate the focal length")
+    max_keyframes: int = opt(200, "keyframes kept in memory; further keyframes are refused until "
+                                  "reset", range=(2, 100_000))
+    build_period: float = opt(0.0, "seconds between automatic alignments when keyframes were "
+                                   "added (0 = only on the build_map service)", range=(0.0, None))
+    max_image_pixels: int = opt(4096 * 4096, "larger images are rejected (width*height)",
+                                range=(256, 100_000_000))
+    map_cloud_points: int = opt(50_000, "points in the latched map cloud", range=(0, None))
+    diagnostics_period: float = opt(1.0, "seconds between /diagnostics messages",
+                                    range=(0.05, 60.0))
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
+        if len(self.base_T_camera) != 7:
+            raise ConfigError("MapperNodeConfig.base_T_camera needs 7 numbers: x y z qx qy qz qw")

@@ -183,12 +183,24 @@ def active_node(graph: RosGraph, **kw: Any) -> tuple[Any, Probe]:
 
 def send_and_wait(node: Any, probe: Probe, msg: Any, info: Any = None, timeout: float = 10.0,
                    period: float = 0.5) -> Any:
-    """Publish until the node reports a status for this stamp (discovery can lose the first)."""
+    """Publish until the node reports a status for this stamp (discovery can lose the first).
+
+    ``info`` (CameraInfo) is delivered first: the node must hold exactly it before the image goes
+    out, so the outcome never depends on which of the two topics arrives first.
+    """
     stamp = msg.header.stamp
     key = (stamp.sec, stamp.nanosec)
     match = lambda s: (s.header.stamp.sec, s.header.stamp.nanosec) == key  # noqa: E731
+    if info is not None:
+        info.header.stamp = stamp
+        held = lambda: (node._camera_info is not None  # noqa: E731
+                        and np.array_equal(np.asarray(node._camera_info.k), np.asarray(info.k),
+                                           equal_nan=True)
+                        and node._camera_info.width == info.width)
+        assert wait_for(lambda: (probe.info_pub.publish(info), held())[1], timeout, 0.05), \
+            "camera_info never reached the node"
     for _ in range(max(1, int(timeout / period))):
-        probe.publish(msg, info)
+        probe.publish(msg)
         if wait_for(lambda: probe.statuses(match), period):
             return probe.statuses(match)[-1]
     raise AssertionError(f"no status for stamp {stamp}; last: {probe.statuses()[-1:]}")

@@ -58,6 +58,7 @@ def test_localizer_process_lifecycle_and_pose(graph: RosGraph, localizer_proc: s
     assert probe.got["pose"], (tmp_path / "localizer.log").read_text()[-2000:]
     dt, dr = pose_errors(pose_to_matrix(probe.got["pose"][-1].pose.pose), T_gt)
     assert dt < 0.05 and dr < 5.0, (dt, dr)
+    assert wait_for(lambda: probe.statuses(lambda s: s.success), 5.0)  # pose is sent first
     st = probe.statuses(lambda s: s.success)[-1]
     assert st.backend == "sift" and st.num_inliers >= 30 and len(st.keyframe_ids) > 0
     assert st.latency_matching > 0 and st.latency_pose > 0

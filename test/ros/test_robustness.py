@@ -97,6 +97,6 @@ def test_backpressure_newest_frame_wins(graph: RosGraph) -> None:
     assert received >= 85 and dropped >= 80 and received - dropped == len(processed)
     assert processed == sorted(processed)            # in order
     queue = [t.queue for t in node.times_history[-len(processed):]]
-    assert max(queue) < 1.3, queue                   # waited at most one processing time
+    assert max(queue) < 1.5, queue                   # waited at most ~one processing time
     assert rss1 - rss0 < 40.0                        # 90 frames of 0.9 MB were not kept
     assert probe.statuses()[-1].frames_dropped == c.dropped

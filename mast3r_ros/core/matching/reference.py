@@ -107,4 +107,5 @@ def smooth_descriptor_maps(h1: int, w1: int, h2: int, w2: int, dim: int = 24, se
     y1, x1 = np.mgrid[:h1, :w1].reshape(2, -1)
     y2, x2 = np.mgrid[:h2, :w2].reshape(2, -1)
     xy2_in_1 = np.stack([x2, y2], 1) @ rot.T + np.asarray(shift)
-    return field(np.stack([x1, y1], 1).astype(float)).reshape(h1, w1, dim), field(xy2_in_1).reshape(h2, w2, dim)
+    desc1 = field(np.stack([x1, y1], 1).astype(float)).reshape(h1, w1, dim)
+    return desc1, field(xy2_in_1).reshape(h2, w2, dim)

@@ -37,9 +37,12 @@ def cache_dir(tmp_path_factory):
 def computed(fx, tiny_checkpoint, cache_dir):
     from mast3r_ros.core.model import InferenceEngine, load_model
 
+    from mast3r_ros.core.backends.mast3r import checkpoint_id
+
     engine = InferenceEngine(load_model(tiny_checkpoint, "cpu"), "cpu")
     imgs = [torch.from_numpy(fx[f"img_{k}"]) for k in range(3)]
-    cache = PairCache(cache_dir, "tiny", 8)
+    # the model id the CLI's backend uses, so that the CLI test hits this cache
+    cache = PairCache(cache_dir, checkpoint_id(tiny_checkpoint), 8)
     return imgs, compute_pairs(engine, imgs, make_pairs(3, "complete"), 8, cache)
 
 
@@ -64,9 +67,11 @@ def test_pairwise_matches_official_cache(computed, fx):
         np.testing.assert_allclose(p.score, fx[c + "score"], rtol=1e-5)
 
 
-def test_cache_hit_skips_network_and_swaps(computed, cache_dir):
+def test_cache_hit_skips_network_and_swaps(computed, cache_dir, tiny_checkpoint):
     imgs, pairs = computed
-    cache = PairCache(cache_dir, "tiny", 8)
+    from mast3r_ros.core.backends.mast3r import checkpoint_id
+
+    cache = PairCache(cache_dir, checkpoint_id(tiny_checkpoint), 8)
     again = compute_pairs(_NoNetwork(), imgs, [(1, 0), (2, 0), (2, 1)], 8, cache)
     np.testing.assert_array_equal(again[0].xy_i, pairs[0].xy_i)
     swapped = compute_pairs(_NoNetwork(), imgs, [(0, 1)], 8, cache)[0]  # stored as (1, 0)
@@ -77,13 +82,16 @@ def test_cache_hit_skips_network_and_swaps(computed, cache_dir):
     assert other.load(1, 0, image_key(imgs[1]), image_key(imgs[0])) is None
 
 
-def test_build_map_reproduces_official_and_round_trips(computed, fx, cache_dir, tmp_path):
+def test_build_map_reproduces_official_and_round_trips(computed, fx, cache_dir, tmp_path,
+                                                       tiny_checkpoint):
+    from mast3r_ros.core.backends.mast3r import checkpoint_id
     from mast3r_ros.core.map import load_map, save_map
     from mast3r_ros.core.mapping.build import build_map
 
     cfg = MappingConfig(scene_graph="complete", niter1=30, niter2=30, matching_conf_thr=0.0,
                         cache_dir=str(cache_dir), device="cpu")
-    res = build_map(_uint8_images(fx), _NoNetwork(), cfg, model_id="tiny", image_size=64)
+    res = build_map(_uint8_images(fx), _NoNetwork(), cfg, model_id=checkpoint_id(tiny_checkpoint),
+                    image_size=64)
     np.testing.assert_allclose(res.alignment.focals, fx["coarse30_fine30__focals"], rtol=5e-3)
     gt = fx["coarse30_fine30__cam2w"].astype(np.float64)
     T = res.alignment.T_world_cam
@@ -125,3 +133,40 @@ def test_build_map_cli(computed, fx, cache_dir, tmp_path, tiny_checkpoint, capsy
     assert len(m) == 3 and m.global_desc is not None and m.meta.backend == "mast3r"
     assert main(["build-map", str(tmp_path / "missing"), str(out), "--checkpoint",
                  str(tiny_checkpoint)]) == 2
+
+
+def _write_bag(path, images, encoding):
+    from rosbags.rosbag2 import Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    ts = get_typestore(Stores.ROS2_KILTED)
+    Image, Header, Time = (ts.types[k] for k in ("sensor_msgs/msg/Image", "std_msgs/msg/Header",
+                                                  "builtin_interfaces/msg/Time"))
+    with Writer(path, version=8) as w:
+        c = w.add_connection("/cam/image_raw", "sensor_msgs/msg/Image", typestore=ts)
+        for k, im in enumerate(images):
+            h, wd = im.shape[:2]
+            data = im[..., ::-1] if encoding == "bgr8" else im
+            pad = np.zeros((h, 4), np.uint8)  # row padding: step > width * 3
+            rows = np.concatenate((np.ascontiguousarray(data).reshape(h, -1), pad), 1)
+            msg = Image(header=Header(stamp=Time(sec=k, nanosec=5), frame_id="cam"), height=h,
+                        width=wd, encoding=encoding, is_bigendian=0, step=wd * 3 + 4,
+                        data=rows.reshape(-1))
+            w.write(c, k * 10 ** 9, ts.serialize_cdr(msg, "sensor_msgs/msg/Image"))
+
+
+def test_rosbag_reader(fx, tmp_path):
+    from mast3r_ros.cli.build_map import _read_bag
+
+    ims = _uint8_images(fx)
+    for enc in ("rgb8", "bgr8"):
+        bag = tmp_path / f"bag_{enc}"
+        _write_bag(bag, ims, enc)
+        got, stamps = _read_bag(bag, "")
+        assert len(got) == 3 and stamps[1] == pytest.approx(1 + 5e-9)
+        for a, b in zip(got, ims):
+            np.testing.assert_array_equal(a, b)
+    from mast3r_ros.core.errors import InputError
+
+    with pytest.raises(InputError, match="no image topic"):
+        _read_bag(tmp_path / "bag_rgb8", "/other")

@@ -1,0 +1,490 @@
+"""The mapper lifecycle node: camera images (+ odometry) in, a keyframe map for the localizer out.
+
+Lifecycle: ``configure`` reads the parameters and loads the MASt3R model (FAILURE with the reason
+when no checkpoint is configured or it is invalid); ``activate`` starts keyframe selection;
+``deactivate`` stops it; ``cleanup`` frees the model, the keyframes and the built map.
+
+Threading: image callbacks only keep the newest message (queue of one, overwritten frames are
+counted as dropped); keyframe selection runs in a work callback group; the alignment (core
+``build_map``, seconds to minutes) runs in its own build group (``build_map`` service and the
+optional ``build_period`` timer), so images keep flowing while it runs; ``save_map``, ``reset`` and
+diagnostics have a third group. Run it on a ``MultiThreadedExecutor`` (``main`` does).
+
+Topics (relative names): in ``image``, ``image/compressed``, ``camera_info``, ``odom``
+(``nav_msgs/Odometry`` when tf2 is unavailable; else TF ``odom_frame -> base_frame``); out
+``keyframe_path`` (``nav_msgs/Path``) and ``map_cloud`` (``PointCloud2``), both latched, and
+``/diagnostics``. Services: ``build_map`` (``std_srvs/Trigger``), ``save_map``
+(``mast3r_ros/srv/LoadMap``: ``path``, empty = parameter ``map_path``), ``clear_keyframes``
+(Trigger; not ``reset``, which the localizer serves in the same namespace).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from geometry_msgs.msg import PoseStamped
+from nav_msgs.msg import Path
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from std_msgs.msg import Header
+from std_srvs.srv import Trigger
+
+from mast3r_ros.core.config import (KeyframeSelectionConfig, LocalizerConfig, MapperNodeConfig,
+                                    MappingConfig, ModelConfig)
+from mast3r_ros.core.errors import ConfigError, InputError, Mast3rRosError
+from mast3r_ros.core.mapping.keyframe_selection import KeyframeDecision, KeyframeSelector
+from mast3r_ros.ros import outputs
+from mast3r_ros.ros.conversions import (K_for_image, camera_info_to_K, compressed_to_rgb,
+                                        image_to_rgb, matrix_to_pose, points_to_cloud,
+                                        sec_to_stamp, stamp_to_sec)
+from mast3r_ros.ros.params import config_from_values, declare_spec, iter_param_specs
+from mast3r_ros.ros.tf_bridge import OdomSource
+from mast3r_ros.ros.transforms import xyzquat_to_matrix
+from mast3r_ros.srv import LoadMap
+
+__all__ = ["MapperNode", "MapperCounters", "SECTIONS", "main"]
+
+#: parameter name prefix -> config dataclass (the node's parameters, in declaration order)
+SECTIONS: tuple[tuple[str, type], ...] = (("", MapperNodeConfig), ("model.", ModelConfig),
+                                          ("mapping.", MappingConfig),
+                                          ("keyframes.", KeyframeSelectionConfig))
+BackendFactory = Callable[[ModelConfig], Any]
+_LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
+_THROTTLE_S = 2.0
+
+
+def _real_backend(model: ModelConfig) -> Any:
+    from mast3r_ros.core.backends import create_backend
+
+    return create_backend(LocalizerConfig(backend="mast3r", model=model))
+
+
+@dataclass
+class _Stored:
+    """One keyframe kept for the alignment (original resolution)."""
+
+    rgb: np.ndarray                 # (H, W, 3) uint8
+    K: Optional[np.ndarray]         # (3, 3) of this image, None when no camera_info
+    T_world_cam: Optional[np.ndarray]  # (4, 4) odometry camera pose (odom frame) or None
+    stamp: float                    # s
+
+
+@dataclass
+class MapperCounters:
+    """Frame and build counters since configure."""
+
+    received: int = 0
+    dropped: int = 0
+    processed: int = 0
+    rejected: int = 0
+    keyframes_refused: int = 0
+    errors: int = 0
+    builds: int = 0
+    last_build_s: float = float("nan")
+    last_state: str = "unconfigured"
+    last_reason: str = "not configured"
+
+
+class MapperNode(LifecycleNode):
+    """Lifecycle node selecting keyframes and building maps (see module docstring).
+
+    Args:
+        node_name: ROS node name.
+        backend_factory: ``ModelConfig -> backend`` with ``engine``, ``model_id`` and
+            ``prepare_map`` (default: the core's MASt3R backend); tests may inject one.
+        **kwargs: passed to ``rclpy.node.Node`` (namespace, parameter_overrides, ...).
+    """
+
+    def __init__(self, node_name: str = "mapper", *,
+                 backend_factory: Optional[BackendFactory] = None, **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        self._backend_factory = backend_factory or _real_backend
+        self._values: dict[str, Any] = {}
+        for prefix, cls in SECTIONS:
+            for spec in iter_param_specs(cls, prefix):
+                self._values[spec.name] = declare_spec(self, spec)
+        self.config_error = ""
+        self.cfg, self.model_cfg = MapperNodeConfig(), ModelConfig()
+        self.map_cfg, self.kf_cfg = MappingConfig(), KeyframeSelectionConfig()
+        try:
+            self._apply(self._values)
+        except (ConfigError, InputError) as exc:
+            self.config_error = str(exc)
+            self.get_logger().error(f"invalid parameters: {exc}")
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._io_group = MutuallyExclusiveCallbackGroup()
+        self._work_group = MutuallyExclusiveCallbackGroup()
+        self._build_group = MutuallyExclusiveCallbackGroup()
+        self._srv_group = MutuallyExclusiveCallbackGroup()
+        self._slot_lock, self._kf_lock = threading.Lock(), threading.Lock()
+        self._work_lock, self._build_lock = threading.Lock(), threading.Lock()
+        self._pending: Optional[tuple[Any, bool]] = None
+        self._backend: Any = None
+        self._active = False
+        self._entities: list[Any] = []
+        self._subs: list[Any] = []
+        self._camera_info: Optional[CameraInfo] = None
+        self._odom: Optional[OdomSource] = None
+        self.keyframes: list[_Stored] = []
+        self.selector = KeyframeSelector(self.kf_cfg)
+        self.last_decision: Optional[KeyframeDecision] = None
+        self.kmap: Any = None            # the last built KeyframeMap
+        self._built_count = 0            # keyframes used by the last build
+        self.counters = MapperCounters()
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_timer(self.cfg.diagnostics_period, self._publish_diagnostics,
+                          callback_group=self._srv_group)
+        self._wakeup = self.create_guard_condition(self._on_work, callback_group=self._work_group)
+        self.create_timer(0.1, self._on_work, callback_group=self._work_group)
+        if self.cfg.build_period > 0:
+            self.create_timer(self.cfg.build_period, self._on_build_timer,
+                              callback_group=self._build_group)
+        self.create_service(Trigger, "build_map", self._srv_build, callback_group=self._build_group)
+        self.create_service(LoadMap, "save_map", self._srv_save, callback_group=self._srv_group)
+        self.create_service(Trigger, "clear_keyframes", self._srv_reset, callback_group=self._srv_group)
+
+    # ------------------------------------------------------------------ parameters
+    def _apply(self, values: dict[str, Any]) -> None:
+        cfg = config_from_values(MapperNodeConfig, values)
+        xyzquat_to_matrix(cfg.base_T_camera)  # raises InputError on a zero quaternion
+        model = config_from_values(ModelConfig, values, "model.")
+        mapping = config_from_values(MappingConfig, values, "mapping.")
+        kf = config_from_values(KeyframeSelectionConfig, values, "keyframes.")
+        self.cfg, self.model_cfg, self.map_cfg, self.kf_cfg = cfg, model, mapping, kf
+
+    def _on_set_parameters(self, params: list[Any]) -> SetParametersResult:
+        values = dict(self._values)
+        values.update({p.name: p.value for p in params if p.name in values})
+        try:
+            self._apply(values)
+        except (ConfigError, InputError) as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        self._values, self.config_error = values, ""
+        self.selector.config = self.kf_cfg  # thresholds are read per frame
+        return SetParametersResult(successful=True)
+
+    # ------------------------------------------------------------------ lifecycle
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if self.config_error:
+            return self._fail(f"invalid parameters: {self.config_error}")
+        try:
+            self._backend = self._backend_factory(self.model_cfg)
+        except Mast3rRosError as exc:
+            return self._fail(f"cannot load the MASt3R model (the mapper needs it): {exc}")
+        except Exception as exc:  # noqa: BLE001 - report, stay unconfigured
+            self.get_logger().error(traceback.format_exc())
+            return self._fail(f"internal error while loading the model: "
+                              f"{type(exc).__name__}: {exc}")
+        self._create_io()
+        self.counters = MapperCounters(last_state="configured", last_reason="configured")
+        self.get_logger().info(f"configured: model {self.model_cfg.checkpoint or '$MAST3R_CHECKPOINT'}"
+                               f" at {self.model_cfg.image_size} px, odometry via "
+                               f"{self._odom.channel if self._odom else 'none'}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def _fail(self, reason: str) -> TransitionCallbackReturn:
+        self.get_logger().error(reason)
+        self.counters.last_state, self.counters.last_reason = "error", reason
+        return TransitionCallbackReturn.FAILURE
+
+    def _create_io(self) -> None:
+        g = self._io_group
+        self._path_pub = self.create_lifecycle_publisher(Path, "keyframe_path", _LATCHED)
+        self._cloud_pub = self.create_lifecycle_publisher(PointCloud2, "map_cloud", _LATCHED)
+        self._entities = [self._path_pub, self._cloud_pub]
+        self._subs = [
+            self.create_subscription(Image, "image", lambda m: self._on_image(m, False),
+                                     qos_profile_sensor_data, callback_group=g),
+            self.create_subscription(CompressedImage, "image/compressed",
+                                     lambda m: self._on_image(m, True), qos_profile_sensor_data,
+                                     callback_group=g),
+            self.create_subscription(CameraInfo, "camera_info", self._on_camera_info,
+                                     qos_profile_sensor_data, callback_group=g),
+        ]
+        c = self.cfg
+        self._odom = OdomSource(self, c.odom_frame, c.base_frame, c.odom_topic, g)
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        ret = super().on_activate(state)
+        self._active = True
+        self.counters.last_state, self.counters.last_reason = "mapping", "active, waiting for images"
+        if self.kmap is not None:
+            self._publish_map(self.kmap, [k.stamp for k in self.keyframes[:self._built_count]])
+        return ret
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._active = False
+        with self._slot_lock:
+            self._pending = None
+        self.counters.last_state = "inactive"
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        self.counters.last_state = self.counters.last_reason = "unconfigured"
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _release(self) -> None:
+        self._active = False
+        with self._work_lock, self._build_lock:  # let a running frame / alignment finish
+            for pub in self._entities:
+                self.destroy_lifecycle_publisher(pub)
+            for sub in self._subs:
+                self.destroy_subscription(sub)
+            self._entities, self._subs, self._backend, self.kmap = [], [], None, None
+            self._camera_info, self._pending = None, None
+            self._clear_keyframes()
+
+    def _clear_keyframes(self) -> None:
+        with self._kf_lock:
+            self.keyframes, self._built_count = [], 0
+            self.selector = KeyframeSelector(self.kf_cfg)
+
+    # ------------------------------------------------------------------ inputs
+    def _on_image(self, msg: Any, compressed: bool) -> None:
+        if not self._active:
+            return
+        with self._slot_lock:
+            self.counters.received += 1
+            if self._pending is not None:
+                self.counters.dropped += 1  # newest frame wins
+            self._pending = (msg, compressed)
+        self._wakeup.trigger()
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        self._camera_info = msg
+
+    def _on_work(self) -> None:
+        while True:
+            with self._slot_lock:
+                pending, self._pending = self._pending, None
+            if pending is None or not self._active:
+                return
+            with self._work_lock:
+                if self._active:
+                    self._process(*pending)
+
+    def _process(self, msg: Any, compressed: bool) -> None:
+        c = self.counters
+        try:
+            self._select(msg, compressed)
+            c.processed += 1
+        except Mast3rRosError as exc:
+            c.rejected += 1
+            c.last_state, c.last_reason = "rejected", f"rejected frame: {exc}"
+            self.get_logger().warning(c.last_reason, throttle_duration_sec=_THROTTLE_S)
+        except Exception as exc:  # noqa: BLE001 - a callback must never kill the node
+            c.errors += 1
+            c.last_state, c.last_reason = "error", f"internal error: {type(exc).__name__}: {exc}"
+            self.get_logger().error(c.last_reason, throttle_duration_sec=_THROTTLE_S)
+
+    def _select(self, msg: Any, compressed: bool) -> None:
+        cfg, c = self.cfg, self.counters
+        rgb = (compressed_to_rgb(msg, cfg.max_image_pixels) if compressed
+               else image_to_rgb(msg, cfg.max_image_pixels))
+        info, K = self._camera_info, None
+        if info is not None:
+            K = K_for_image(camera_info_to_K(info), (int(info.width), int(info.height)),
+                            (rgb.shape[1], rgb.shape[0]))
+        elif cfg.require_camera_info:
+            raise InputError("waiting for camera_info (set require_camera_info:=false to let the "
+                             "alignment estimate the focal length)")
+        T = None
+        T_odom_base = self._odom.lookup(msg.header.stamp) if self._odom is not None else None
+        if T_odom_base is not None:
+            T = T_odom_base @ xyzquat_to_matrix(cfg.base_T_camera)
+        stamp = stamp_to_sec(msg.header.stamp)
+        with self._kf_lock:
+            full = len(self.keyframes) >= cfg.max_keyframes
+            d = self.selector.consider(rgb, T, stamp, commit=not full)
+            self.last_decision = d
+            if d.is_keyframe and full:
+                c.keyframes_refused += 1
+                c.last_state = "full"
+                c.last_reason = (f"keyframe buffer full (max_keyframes={cfg.max_keyframes}): "
+                                 "build and save the map, then reset, or raise max_keyframes")
+                self.get_logger().warning(c.last_reason, throttle_duration_sec=30.0)
+                return
+            if d.is_keyframe:
+                self.keyframes.append(_Stored(rgb, K, T, stamp))
+            n = len(self.keyframes)
+        c.last_state = "mapping"
+        c.last_reason = f"{'keyframe' if d.is_keyframe else 'frame'}: {d.reason} ({n} keyframes)"
+
+    # ------------------------------------------------------------------ alignment
+    def _srv_build(self, req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
+        resp.success, resp.message = self.build()
+        return resp
+
+    def _on_build_timer(self) -> None:
+        if self._active and len(self.keyframes) >= 2 and len(self.keyframes) != self._built_count:
+            ok, message = self.build()
+            if not ok:
+                self.get_logger().warning(f"periodic build failed: {message}",
+                                          throttle_duration_sec=30.0)
+
+    def build(self) -> tuple[bool, str]:
+        """Align the current keyframes (core ``build_map``) and publish the result.
+
+        Returns:
+            (success, message); failures are values, the previous map stays.
+        """
+        if self._backend is None:
+            return False, "node is not configured; configure it first"
+        if not self._build_lock.acquire(blocking=False):
+            return False, "an alignment is already running"
+        try:
+            with self._kf_lock:
+                kfs = list(self.keyframes)
+            if len(kfs) < 2:
+                return False, f"need at least 2 keyframes to build a map, have {len(kfs)}"
+            t0 = time.monotonic()
+            kmap = self._run_build(kfs)
+            self.kmap, self._built_count = kmap, len(kfs)
+            c = self.counters
+            c.builds, c.last_build_s = c.builds + 1, time.monotonic() - t0
+            if self._active:
+                self._publish_map(kmap, [k.stamp for k in kfs])
+            return True, f"built a map of {len(kmap)} keyframes in {c.last_build_s:.1f} s"
+        except Mast3rRosError as exc:
+            return self._build_failed(f"alignment failed: {exc}")
+        except Exception as exc:  # noqa: BLE001 - a service must never kill the node
+            self.get_logger().error(traceback.format_exc())
+            return self._build_failed(f"internal error in the alignment: {type(exc).__name__}: "
+                                      f"{exc}")
+        finally:
+            self._build_lock.release()
+
+    def _build_failed(self, message: str) -> tuple[bool, str]:
+        self.counters.last_state, self.counters.last_reason = "build_failed", message
+        self.get_logger().error(message)
+        return False, message
+
+    def _run_build(self, kfs: list[_Stored]) -> Any:
+        from mast3r_ros.core.mapping.build import build_map
+
+        cfg = self.cfg
+        Ks = [k.K for k in kfs]
+        K = np.stack(Ks) if all(k is not None for k in Ks) else None
+        if K is None and any(k is not None for k in Ks):
+            self.get_logger().warning("camera_info missing for some keyframes: estimating K")
+        poses = [k.T_world_cam for k in kfs]
+        n_poses = sum(p is not None for p in poses)
+        use_poses = cfg.use_odometry_poses and n_poses >= 2
+        self.get_logger().info(f"aligning {len(kfs)} keyframes ({n_poses} with odometry poses"
+                               f"{', used' if use_poses else ''})")
+        res = build_map([k.rgb for k in kfs], self._backend.engine, self.map_cfg,
+                        model_id=self._backend.model_id, image_size=self.model_cfg.image_size,
+                        stamps=[k.stamp for k in kfs], K=K, poses=poses if use_poses else None,
+                        intrinsics_mode=cfg.intrinsics_mode, poses_mode=cfg.poses_mode)
+        self._backend.prepare_map(res.kmap)
+        res.kmap.meta = res.kmap.meta.replace(frame_id=cfg.map_frame,
+                                              source=f"{res.kmap.meta.source} (mapper node)")
+        return res.kmap
+
+    def _publish_map(self, kmap: Any, stamps: list[float]) -> None:
+        now = self.get_clock().now().to_msg()
+        header = Header(stamp=now, frame_id=self.cfg.map_frame)
+        path = Path(header=header)
+        for T, s in zip(kmap.poses(), stamps):
+            path.poses.append(PoseStamped(header=Header(stamp=sec_to_stamp(max(s, 0.0)),
+                                                        frame_id=self.cfg.map_frame),
+                                          pose=matrix_to_pose(T)))
+        self._path_pub.publish(path)
+        pts, cols = kmap.points_map(self.cfg.map_cloud_points)
+        self._cloud_pub.publish(points_to_cloud(pts, header, cols))
+
+    # ------------------------------------------------------------------ services
+    def _srv_save(self, req: LoadMap.Request, resp: LoadMap.Response) -> LoadMap.Response:
+        from mast3r_ros.core.map import save_map
+
+        path = req.path or self.cfg.map_path
+        kmap = self.kmap
+        if not path:
+            resp.success, resp.message = False, "no path: give one or set parameter map_path"
+        elif kmap is None:
+            resp.success, resp.message = False, "no map built yet: call build_map first"
+        else:
+            try:
+                out = save_map(kmap, path)
+            except (Mast3rRosError, OSError) as exc:
+                resp.success, resp.message = False, f"cannot save the map to {path}: {exc}"
+                self.get_logger().error(resp.message)
+                return resp
+            stale = len(self.keyframes) - self._built_count
+            resp.success, resp.num_keyframes = True, len(kmap)
+            resp.message = f"saved {len(kmap)} keyframes to {out}" + (
+                f" ({stale} newer keyframes are not in it: call build_map again)" if stale else "")
+        return resp
+
+    def _srv_reset(self, req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
+        if not self._build_lock.acquire(blocking=False):
+            resp.success, resp.message = False, "an alignment is running; reset after it ends"
+            return resp
+        try:
+            self._clear_keyframes()
+            self.kmap = None
+        finally:
+            self._build_lock.release()
+        resp.success, resp.message = True, "keyframes and built map cleared"
+        return resp
+
+    def _publish_diagnostics(self) -> None:
+        c = self.counters
+        level = {"mapping": DiagnosticStatus.OK, "configured": DiagnosticStatus.OK,
+                 "error": DiagnosticStatus.ERROR,
+                 "build_failed": DiagnosticStatus.ERROR}.get(c.last_state, DiagnosticStatus.WARN)
+        values = {"state": c.last_state, "keyframes": len(self.keyframes),
+                  "keyframes_in_map": self._built_count, "frames_received": c.received,
+                  "frames_processed": c.processed, "frames_dropped": c.dropped,
+                  "frames_rejected": c.rejected, "keyframes_refused": c.keyframes_refused,
+                  "internal_errors": c.errors, "builds": c.builds,
+                  "last_build_s": f"{c.last_build_s:.2f}"}
+        self._diag_pub.publish(outputs.diagnostics_msg(
+            self.get_clock().now().to_msg(), f"{self.get_name()}: mapping",
+            self.get_fully_qualified_name(), level, c.last_reason, values))
+
+
+def main(args: Optional[list[str]] = None) -> int:
+    """Run the node (``ros2 run mast3r_ros mapper``); ``autostart:=true`` self-activates."""
+    logging.basicConfig(level=logging.INFO, format="[%(levelname)s] [%(name)s]: %(message)s")
+    rclpy.init(args=args)
+    node = MapperNode()
+    executor = MultiThreadedExecutor(num_threads=4)
+    executor.add_node(node)
+    try:
+        if node.cfg.autostart and node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            node.trigger_activate()
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,246 @@
+"""Graph tests of the mapper node in-process (real rclpy, real DDS, the tiny MASt3R checkpoint).
+
+7-Scenes frames (downscaled to 160x120) + camera_info go in; keyframes are selected, the
+``build_map`` service runs the sparse global alignment, ``save_map`` writes a map that the core
+``load_map`` reads back with the localizer backend's compatibility check.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from typing import Any, Iterator
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+from nav_msgs.msg import Odometry, Path as PathMsg
+from rclpy.lifecycle import TransitionCallbackReturn
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from std_srvs.srv import Trigger
+
+from ros_graph_helpers import K_DEMO, Probe, RosGraph, wait_for
+from mast3r_ros.core.map import load_map
+from mast3r_ros.ros.conversions import (cloud_to_points, matrix_to_pose, pose_to_matrix,
+                                        rgb_to_image, sec_to_stamp)
+from mast3r_ros.ros.mapper_node import SECTIONS, MapperNode
+from mast3r_ros.ros.params import iter_param_specs
+from mast3r_ros.srv import LoadMap
+
+SUCCESS = TransitionCallbackReturn.SUCCESS
+FAILURE = TransitionCallbackReturn.FAILURE
+REPO = Path(__file__).resolve().parents[2]
+SPECS = {s.name: s for prefix, cls in SECTIONS for s in iter_param_specs(cls, prefix)}
+
+
+def _params(tiny_checkpoint: Path, **extra: Any) -> list[Parameter]:
+    values = {"model.checkpoint": str(tiny_checkpoint), "model.image_size": 64,
+              "model.device": "cpu", "mapping.device": "cpu", "mapping.scene_graph": "swin-1",
+              "mapping.niter1": 30, "mapping.niter2": 10, "keyframes.min_features": 20, **extra}
+    return [Parameter(k, value=v) for k, v in values.items()]
+
+
+@pytest.fixture(scope="module")
+def frames(data_dir: Path) -> list[np.ndarray]:
+    files = sorted((data_dir / "sevenscenes_redkitchen_rgbd" / "map").glob("*.color.jpg"))
+    assert len(files) >= 10, f"7-Scenes sample missing under {data_dir}"
+    return [cv2.cvtColor(cv2.resize(cv2.imread(str(f)), (160, 120), interpolation=cv2.INTER_AREA),
+                         cv2.COLOR_BGR2RGB) for f in files[:10]]
+
+
+@pytest.fixture(scope="module")
+def rig(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory
+        ) -> Iterator[tuple[RosGraph, MapperNode, Probe]]:
+    graph = RosGraph()
+    cache = str(tmp_path_factory.mktemp("mapper_pair_cache"))  # both builds share their pairs
+    try:
+        node = graph.add(MapperNode(context=graph.context, parameter_overrides=_params(
+            tiny_checkpoint, **{"mapping.cache_dir": cache})))
+        probe = Probe(graph)
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        probe.got["path"] = []
+        probe.node.create_subscription(PathMsg, "keyframe_path", probe.got["path"].append, latched)
+        probe.odom_pub = probe.node.create_publisher(Odometry, "odom", 50)
+        assert node.trigger_configure() == SUCCESS, node.counters.last_reason
+        assert node.trigger_activate() == SUCCESS
+        yield graph, node, probe
+    finally:
+        graph.close()
+
+
+def _send(node: MapperNode, probe: Probe, msg: Any, info: Any = None) -> None:
+    """Publish until the node has handled one more frame (discovery can lose the first ones)."""
+    c = node.counters
+    before = c.processed + c.rejected + c.errors
+    for _ in range(20):
+        probe.publish(msg, info)
+        if wait_for(lambda: c.processed + c.rejected + c.errors > before, 0.5):
+            return
+    raise AssertionError(f"frame not handled; last: {c.last_reason}")
+
+
+def _reset(probe: Probe) -> None:
+    assert probe.call(Trigger, "clear_keyframes", Trigger.Request()).success
+
+
+def _img(rgb: np.ndarray, t: float) -> Any:
+    return rgb_to_image(rgb, sec_to_stamp(t), "camera_optical", encoding="bgr8")
+
+
+def test_configure_fails_cleanly(rig: Any, tiny_checkpoint: Path,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    graph, _, _ = rig
+    monkeypatch.delenv("MAST3R_CHECKPOINT", raising=False)
+    for i, (ckpt, expect) in enumerate([("/no/such/checkpoint.pth", "cannot load the MASt3R"),
+                                        ("", "needs a checkpoint")]):
+        node = graph.add(MapperNode(f"mapper_bad{i}", context=graph.context,
+                                    parameter_overrides=_params(tiny_checkpoint,
+                                                                **{"model.checkpoint": ckpt})))
+        assert node.trigger_configure() == FAILURE
+        assert node._state_machine.current_state[1] == "unconfigured"
+        assert expect in node.counters.last_reason, node.counters.last_reason
+        resp = node.build()
+        assert resp[0] is False and "not configured" in resp[1]
+        graph.executor.remove_node(node)  # its services share the names of the node under test
+        node.destroy_node()
+
+
+def test_bad_input_params_and_early_build(rig: Any, frames: list[np.ndarray]) -> None:
+    _, node, probe = rig
+    _reset(probe)
+    info = probe.camera_info(K_DEMO, 640, 480)
+    bad = _img(frames[0], 1.0)
+    bad.encoding = "yuv422_weird"
+    truncated = _img(frames[0], 1.1)
+    truncated.data = bytes(truncated.data[:100])
+    rejected = node.counters.rejected
+    for msg in (bad, truncated):
+        _send(node, probe, msg, info)
+    assert node.counters.rejected == rejected + 2 and "rejected frame" in node.counters.last_reason
+    _send(node, probe, _img(frames[0], 1.2), info)  # the next good frame is served
+    assert len(node.keyframes) == 1 and node.keyframes[0].K is not None
+    np.testing.assert_allclose(node.keyframes[0].K[0, 0], 525.0 / 4)  # camera_info rescaled
+    resp = probe.call(Trigger, "build_map", Trigger.Request())
+    assert not resp.success and "at least 2 keyframes" in resp.message
+    save = probe.call(LoadMap, "save_map", LoadMap.Request(path="/tmp/never_written_map"))
+    assert not save.success and "build_map first" in save.message
+    bad_set = node.set_parameters([Parameter("keyframes.max_overlap", value=1.5)])[0]
+    assert not bad_set.successful and "max_overlap" in bad_set.reason
+    assert node.set_parameters([Parameter("keyframes.max_overlap", value=0.6)])[0].successful
+    assert node.selector.config.max_overlap == 0.6
+    assert node.set_parameters([Parameter("keyframes.max_overlap", value=0.5)])[0].successful
+    assert node._state_machine.current_state[1] == "active"
+
+
+def test_odometry_motion_selects_keyframes(rig: Any, frames: list[np.ndarray]) -> None:
+    _, node, probe = rig
+    _reset(probe)
+    assert node._odom.channel == "odometry topic odom", node._odom.channel  # no tf2_ros here
+    stamps, xs = [500.0, 501.0, 502.0], [0.0, 0.03, 0.4]
+    for t, x in zip(stamps, xs):
+        T = np.eye(4)
+        T[0, 3] = x
+        odom = Odometry()
+        odom.header.stamp, odom.header.frame_id, odom.child_frame_id = sec_to_stamp(t), "odom", "b"
+        odom.pose.pose = matrix_to_pose(T)
+        probe.odom_pub.publish(odom)
+    assert wait_for(lambda: len(node._odom._history) >= 3, 5.0)
+    info = probe.camera_info(K_DEMO, 640, 480)
+    for t in stamps:  # the same view each time: only odometry motion can make keyframes
+        _send(node, probe, _img(frames[1], t), info)
+    assert node.last_decision is not None and node.last_decision.test == "motion"
+    assert len(node.keyframes) == 2
+    assert node.keyframes[1].T_world_cam[0, 3] == pytest.approx(0.4)
+    _reset(probe)
+    assert not node.keyframes
+
+
+def _gt_pose(data_dir: Path, index: int) -> np.ndarray:
+    files = sorted((data_dir / "sevenscenes_redkitchen_rgbd" / "map").glob("*.pose.txt"))
+    return np.loadtxt(files[index]).reshape(4, 4)
+
+
+def test_build_with_odometry_poses_in_odom_frame(rig: Any, frames: list[np.ndarray],
+                                                 data_dir: Path) -> None:
+    _, node, probe = rig
+    _reset(probe)
+    T_base_cam = np.eye(4)
+    T_base_cam[:3, 3] = [0.1, 0.0, 0.2]  # camera 10 cm forward, 20 cm up (x y z qx qy qz qw)
+    xyzq = [0.1, 0.0, 0.2, 0.0, 0.0, 0.0, 1.0]
+    assert node.set_parameters([Parameter("base_T_camera", value=xyzq)])[0].successful
+    try:
+        idx, stamps = [0, 3, 6, 9], [600.0, 601.0, 602.0, 603.0]
+        gt = [_gt_pose(data_dir, i) for i in idx]
+        for t, T_odom_cam in zip(stamps, gt):
+            odom = Odometry()
+            odom.header.stamp, odom.header.frame_id = sec_to_stamp(t), "odom"
+            odom.pose.pose = matrix_to_pose(T_odom_cam @ np.linalg.inv(T_base_cam))
+            probe.odom_pub.publish(odom)
+        assert wait_for(lambda: sum(h[0] >= 600 for h in node._odom._history) == 4, 5.0)
+        info = probe.camera_info(K_DEMO, 640, 480)
+        for t, i in zip(stamps, idx):
+            _send(node, probe, _img(frames[i], t), info)
+        assert len(node.keyframes) == 4, node.counters.last_reason
+        np.testing.assert_allclose(node.keyframes[2].T_world_cam, gt[2], atol=2e-4)  # GT R not exactly orthonormal
+        ok, message = node.build()
+        assert ok, message
+    finally:
+        node.set_parameters([Parameter("base_T_camera", value=[0.0] * 6 + [1.0])])
+    poses = node.kmap.poses()  # similarity onto the odometry: first camera exact, same spread
+    np.testing.assert_allclose(poses[0], gt[0], atol=2e-4)
+    rms = lambda c: np.sqrt(np.mean(np.sum((c - c[0]) ** 2, axis=1)))  # noqa: E731
+    gt_c = np.stack(gt)[:, :3, 3]
+    assert rms(poses[:, :3, 3]) == pytest.approx(rms(gt_c), rel=1e-4)
+
+
+def test_build_and_save_map(rig: Any, frames: list[np.ndarray], tmp_path: Path) -> None:
+    _, node, probe = rig
+    _reset(probe)
+    info = probe.camera_info(K_DEMO, 640, 480)
+    for k, idx in enumerate([0, 0, 3, 6, 9]):  # the repeated view is no new keyframe
+        _send(node, probe, _img(frames[idx], 10.0 + k), info)
+    assert len(node.keyframes) == 4, node.counters.last_reason
+    resp = probe.call(Trigger, "build_map", Trigger.Request(), timeout=120.0)
+    assert resp.success, resp.message
+    assert wait_for(lambda: probe.got["path"] and probe.got["map_cloud"], 10.0)
+    path = probe.got["path"][-1]
+    assert path.header.frame_id == "map" and len(path.poses) == 4
+    assert [p.header.stamp.sec for p in path.poses] == [10, 12, 13, 14]
+    cloud = cloud_to_points(probe.got["map_cloud"][-1])
+    assert len(cloud) > 100 and np.all(np.isfinite(cloud))
+    out = tmp_path / "mapper_map"
+    save = probe.call(LoadMap, "save_map", LoadMap.Request(path=str(out)))
+    assert save.success and save.num_keyframes == 4, save.message
+    kmap = load_map(out, node._backend.expected_meta)  # what the localizer checks on load
+    assert len(kmap) == 4 and kmap.meta.image_size == 64 and kmap.meta.frame_id == "map"
+    poses = kmap.poses()
+    assert np.all(np.isfinite(poses))
+    for T, p in zip(poses, path.poses):
+        np.testing.assert_allclose(pose_to_matrix(p.pose), T, atol=1e-5)
+    assert all(kf.has_3d for kf in kmap.keyframes)
+    assert [kf.stamp for kf in kmap.keyframes] == [10.0, 12.0, 13.0, 14.0]
+    diag = [d for d in probe.got["diag"] if d.status[0].name.endswith("mapping")]
+    assert diag and {kv.key for kv in diag[-1].status[0].values} >= {"keyframes", "builds"}
+
+
+def test_params_yaml_and_launch_match_the_node() -> None:
+    params = yaml.safe_load((REPO / "config" / "mapper.yaml").read_text())["/**"]["ros__parameters"]
+    assert set(params) == set(SPECS), set(params) ^ set(SPECS)
+    for name, value in params.items():
+        default = SPECS[name].default
+        assert value == default or (isinstance(default, list) and list(value) == default), name
+    tree = ast.parse((REPO / "launch" / "mapping.launch.py").read_text())
+    keys = [k.value for n in ast.walk(tree) if isinstance(n, ast.Dict)
+            for k in n.keys if isinstance(k, ast.Constant)]
+    assert "model.checkpoint" in keys
+    assert not [k for k in keys if k not in SPECS and k != "use_sim_time"]
+    src = (REPO / "mast3r_ros" / "ros" / "mapper_node.py").read_text()
+    remapped = [n.elts[0].value for n in ast.walk(tree) if isinstance(n, ast.Tuple)
+                and len(n.elts) == 2 and isinstance(n.elts[0], ast.Constant)
+                and not isinstance(n.elts[1], ast.Constant)]
+    assert set(remapped) == {"image", "image/compressed", "camera_info", "odom"}
+    for topic in remapped[:3]:
+        assert f'"{topic}"' in src
