@@ -297,6 +297,11 @@ class MapperNodeConfig:
                                           "estimate the focal length")
     max_keyframes: int = opt(200, "keyframes kept in memory; further keyframes are refused until "
                                   "reset", range=(2, 100_000))
+    incremental_pairs: int = opt(5, "after each new keyframe, run the pairwise network stage "
+                                    "against this many previous keyframes in the background "
+                                    "(cached in mapping.cache_dir, or a temporary directory when "
+                                    "empty) so that build_map mostly reads the cache; 0 = off",
+                                 range=(0, 1000), read_only=True)
     build_period: float = opt(0.0, "seconds between automatic alignments when keyframes were "
                                    "added (0 = only on the build_map service)", range=(0.0, None))
     max_image_pixels: int = opt(4096 * 4096, "larger images are rejected (width*height)",

@@ -16,7 +16,8 @@ from typing import IO, Any, Optional, Sequence
 __all__ = ["REPO_ROOT", "ros_env", "node_command", "start_node", "stop_process"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-_MODULES = {"localizer": "mast3r_ros.ros.localizer_node", "replay": "mast3r_ros.ros.replay_node"}
+_MODULES = {"localizer": "mast3r_ros.ros.localizer_node", "replay": "mast3r_ros.ros.replay_node",
+            "mapper": "mast3r_ros.ros.mapper_node"}
 
 
 def _profile_file() -> str:

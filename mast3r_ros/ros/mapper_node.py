@@ -20,7 +20,9 @@ Topics (relative names): in ``image``, ``image/compressed``, ``camera_info``, ``
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import tempfile
 import threading
 import time
 import traceback
@@ -29,8 +31,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from geometry_msgs.msg import PoseStamped
+from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Path
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
@@ -38,17 +39,15 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
-from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 
 from mast3r_ros.core.config import (KeyframeSelectionConfig, LocalizerConfig, MapperNodeConfig,
                                     MappingConfig, ModelConfig)
 from mast3r_ros.core.errors import ConfigError, InputError, Mast3rRosError
 from mast3r_ros.core.mapping.keyframe_selection import KeyframeDecision, KeyframeSelector
-from mast3r_ros.ros import outputs
 from mast3r_ros.ros.conversions import (K_for_image, camera_info_to_K, compressed_to_rgb,
-                                        image_to_rgb, matrix_to_pose, points_to_cloud,
-                                        sec_to_stamp, stamp_to_sec)
+                                        image_to_rgb, stamp_to_sec)
+from mast3r_ros.ros.mapper_services import MapperServicesMixin
 from mast3r_ros.ros.params import config_from_values, declare_spec, iter_param_specs
 from mast3r_ros.ros.tf_bridge import OdomSource
 from mast3r_ros.ros.transforms import xyzquat_to_matrix
@@ -93,12 +92,13 @@ class MapperCounters:
     keyframes_refused: int = 0
     errors: int = 0
     builds: int = 0
+    pairs_ready: int = 0
     last_build_s: float = float("nan")
     last_state: str = "unconfigured"
     last_reason: str = "not configured"
 
 
-class MapperNode(LifecycleNode):
+class MapperNode(MapperServicesMixin, LifecycleNode):
     """Lifecycle node selecting keyframes and building maps (see module docstring).
 
     Args:
@@ -129,8 +129,12 @@ class MapperNode(LifecycleNode):
         self._work_group = MutuallyExclusiveCallbackGroup()
         self._build_group = MutuallyExclusiveCallbackGroup()
         self._srv_group = MutuallyExclusiveCallbackGroup()
+        self._pairs_group = MutuallyExclusiveCallbackGroup()
         self._slot_lock, self._kf_lock = threading.Lock(), threading.Lock()
         self._work_lock, self._build_lock = threading.Lock(), threading.Lock()
+        self._engine_lock = threading.Lock()  # one network user at a time (pairs or alignment)
+        self._pair_todo: list[tuple[np.ndarray, np.ndarray]] = []  # image pairs to pre-compute
+        self._tmp_cache: Optional[tempfile.TemporaryDirectory] = None
         self._pending: Optional[tuple[Any, bool]] = None
         self._backend: Any = None
         self._active = False
@@ -149,12 +153,15 @@ class MapperNode(LifecycleNode):
                           callback_group=self._srv_group)
         self._wakeup = self.create_guard_condition(self._on_work, callback_group=self._work_group)
         self.create_timer(0.1, self._on_work, callback_group=self._work_group)
+        self._pairs_wakeup = self.create_guard_condition(self._on_pairs,
+                                                         callback_group=self._pairs_group)
         if self.cfg.build_period > 0:
             self.create_timer(self.cfg.build_period, self._on_build_timer,
                               callback_group=self._build_group)
         self.create_service(Trigger, "build_map", self._srv_build, callback_group=self._build_group)
         self.create_service(LoadMap, "save_map", self._srv_save, callback_group=self._srv_group)
-        self.create_service(Trigger, "clear_keyframes", self._srv_reset, callback_group=self._srv_group)
+        self.create_service(Trigger, "clear_keyframes", self._srv_reset,
+                            callback_group=self._srv_group)
 
     # ------------------------------------------------------------------ parameters
     def _apply(self, values: dict[str, Any]) -> None:
@@ -188,9 +195,12 @@ class MapperNode(LifecycleNode):
             self.get_logger().error(traceback.format_exc())
             return self._fail(f"internal error while loading the model: "
                               f"{type(exc).__name__}: {exc}")
+        if self.cfg.incremental_pairs > 0 and not self.map_cfg.cache_dir:
+            self._tmp_cache = tempfile.TemporaryDirectory(prefix="mast3r_mapper_pairs_")
         self._create_io()
         self.counters = MapperCounters(last_state="configured", last_reason="configured")
-        self.get_logger().info(f"configured: model {self.model_cfg.checkpoint or '$MAST3R_CHECKPOINT'}"
+        ckpt = self.model_cfg.checkpoint or "$MAST3R_CHECKPOINT"
+        self.get_logger().info(f"configured: model {ckpt}"
                                f" at {self.model_cfg.image_size} px, odometry via "
                                f"{self._odom.channel if self._odom else 'none'}")
         return TransitionCallbackReturn.SUCCESS
@@ -220,7 +230,8 @@ class MapperNode(LifecycleNode):
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         ret = super().on_activate(state)
         self._active = True
-        self.counters.last_state, self.counters.last_reason = "mapping", "active, waiting for images"
+        self.counters.last_state = "mapping"
+        self.counters.last_reason = "active, waiting for images"
         if self.kmap is not None:
             self._publish_map(self.kmap, [k.stamp for k in self.keyframes[:self._built_count]])
         return ret
@@ -247,7 +258,7 @@ class MapperNode(LifecycleNode):
 
     def _release(self) -> None:
         self._active = False
-        with self._work_lock, self._build_lock:  # let a running frame / alignment finish
+        with self._work_lock, self._build_lock, self._engine_lock:  # let running work finish
             for pub in self._entities:
                 self.destroy_lifecycle_publisher(pub)
             for sub in self._subs:
@@ -255,11 +266,20 @@ class MapperNode(LifecycleNode):
             self._entities, self._subs, self._backend, self.kmap = [], [], None, None
             self._camera_info, self._pending = None, None
             self._clear_keyframes()
+            if self._tmp_cache is not None:
+                self._tmp_cache.cleanup()
+                self._tmp_cache = None
 
     def _clear_keyframes(self) -> None:
         with self._kf_lock:
-            self.keyframes, self._built_count = [], 0
+            self.keyframes, self._built_count, self._pair_todo = [], 0, []
             self.selector = KeyframeSelector(self.kf_cfg)
+
+    def cache_dir(self) -> str:
+        """Directory of the pairwise cache: ``mapping.cache_dir``, else the node's temporary one."""
+        if self.map_cfg.cache_dir or self._tmp_cache is None:
+            return self.map_cfg.cache_dir
+        return self._tmp_cache.name
 
     # ------------------------------------------------------------------ inputs
     def _on_image(self, msg: Any, compressed: bool) -> None:
@@ -323,12 +343,17 @@ class MapperNode(LifecycleNode):
                 c.keyframes_refused += 1
                 c.last_state = "full"
                 c.last_reason = (f"keyframe buffer full (max_keyframes={cfg.max_keyframes}): "
-                                 "build and save the map, then reset, or raise max_keyframes")
+                                 "build and save the map, then clear_keyframes, or raise "
+                                 "max_keyframes")
                 self.get_logger().warning(c.last_reason, throttle_duration_sec=30.0)
                 return
             if d.is_keyframe:
                 self.keyframes.append(_Stored(rgb, K, T, stamp))
+                w = cfg.incremental_pairs if self.cache_dir() else 0
+                self._pair_todo += [(k.rgb, rgb) for k in self.keyframes[-1 - w:-1]]
             n = len(self.keyframes)
+        if d.is_keyframe and self._pair_todo:
+            self._pairs_wakeup.trigger()
         c.last_state = "mapping"
         c.last_reason = f"{'keyframe' if d.is_keyframe else 'frame'}: {d.reason} ({n} keyframes)"
 
@@ -394,76 +419,19 @@ class MapperNode(LifecycleNode):
         use_poses = cfg.use_odometry_poses and n_poses >= 2
         self.get_logger().info(f"aligning {len(kfs)} keyframes ({n_poses} with odometry poses"
                                f"{', used' if use_poses else ''})")
-        res = build_map([k.rgb for k in kfs], self._backend.engine, self.map_cfg,
-                        model_id=self._backend.model_id, image_size=self.model_cfg.image_size,
-                        stamps=[k.stamp for k in kfs], K=K, poses=poses if use_poses else None,
-                        intrinsics_mode=cfg.intrinsics_mode, poses_mode=cfg.poses_mode)
+        with self._engine_lock:
+            res = build_map([k.rgb for k in kfs], self._backend.engine,
+                            dataclasses.replace(self.map_cfg, cache_dir=self.cache_dir()),
+                            model_id=self._backend.model_id, image_size=self.model_cfg.image_size,
+                            stamps=[k.stamp for k in kfs], K=K,
+                            poses=poses if use_poses else None,
+                            intrinsics_mode=cfg.intrinsics_mode, poses_mode=cfg.poses_mode)
+        if self._pair_todo:
+            self._pairs_wakeup.trigger()  # pairs queued during the build
         self._backend.prepare_map(res.kmap)
         res.kmap.meta = res.kmap.meta.replace(frame_id=cfg.map_frame,
                                               source=f"{res.kmap.meta.source} (mapper node)")
         return res.kmap
-
-    def _publish_map(self, kmap: Any, stamps: list[float]) -> None:
-        now = self.get_clock().now().to_msg()
-        header = Header(stamp=now, frame_id=self.cfg.map_frame)
-        path = Path(header=header)
-        for T, s in zip(kmap.poses(), stamps):
-            path.poses.append(PoseStamped(header=Header(stamp=sec_to_stamp(max(s, 0.0)),
-                                                        frame_id=self.cfg.map_frame),
-                                          pose=matrix_to_pose(T)))
-        self._path_pub.publish(path)
-        pts, cols = kmap.points_map(self.cfg.map_cloud_points)
-        self._cloud_pub.publish(points_to_cloud(pts, header, cols))
-
-    # ------------------------------------------------------------------ services
-    def _srv_save(self, req: LoadMap.Request, resp: LoadMap.Response) -> LoadMap.Response:
-        from mast3r_ros.core.map import save_map
-
-        path = req.path or self.cfg.map_path
-        kmap = self.kmap
-        if not path:
-            resp.success, resp.message = False, "no path: give one or set parameter map_path"
-        elif kmap is None:
-            resp.success, resp.message = False, "no map built yet: call build_map first"
-        else:
-            try:
-                out = save_map(kmap, path)
-            except (Mast3rRosError, OSError) as exc:
-                resp.success, resp.message = False, f"cannot save the map to {path}: {exc}"
-                self.get_logger().error(resp.message)
-                return resp
-            stale = len(self.keyframes) - self._built_count
-            resp.success, resp.num_keyframes = True, len(kmap)
-            resp.message = f"saved {len(kmap)} keyframes to {out}" + (
-                f" ({stale} newer keyframes are not in it: call build_map again)" if stale else "")
-        return resp
-
-    def _srv_reset(self, req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
-        if not self._build_lock.acquire(blocking=False):
-            resp.success, resp.message = False, "an alignment is running; reset after it ends"
-            return resp
-        try:
-            self._clear_keyframes()
-            self.kmap = None
-        finally:
-            self._build_lock.release()
-        resp.success, resp.message = True, "keyframes and built map cleared"
-        return resp
-
-    def _publish_diagnostics(self) -> None:
-        c = self.counters
-        level = {"mapping": DiagnosticStatus.OK, "configured": DiagnosticStatus.OK,
-                 "error": DiagnosticStatus.ERROR,
-                 "build_failed": DiagnosticStatus.ERROR}.get(c.last_state, DiagnosticStatus.WARN)
-        values = {"state": c.last_state, "keyframes": len(self.keyframes),
-                  "keyframes_in_map": self._built_count, "frames_received": c.received,
-                  "frames_processed": c.processed, "frames_dropped": c.dropped,
-                  "frames_rejected": c.rejected, "keyframes_refused": c.keyframes_refused,
-                  "internal_errors": c.errors, "builds": c.builds,
-                  "last_build_s": f"{c.last_build_s:.2f}"}
-        self._diag_pub.publish(outputs.diagnostics_msg(
-            self.get_clock().now().to_msg(), f"{self.get_name()}: mapping",
-            self.get_fully_qualified_name(), level, c.last_reason, values))
 
 
 def main(args: Optional[list[str]] = None) -> int:

@@ -7,14 +7,12 @@
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 from typing import Any, Iterator
 
 import cv2
 import numpy as np
 import pytest
-import yaml
 from nav_msgs.msg import Odometry, Path as PathMsg
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
@@ -25,14 +23,11 @@ from ros_graph_helpers import K_DEMO, Probe, RosGraph, wait_for
 from mast3r_ros.core.map import load_map
 from mast3r_ros.ros.conversions import (cloud_to_points, matrix_to_pose, pose_to_matrix,
                                         rgb_to_image, sec_to_stamp)
-from mast3r_ros.ros.mapper_node import SECTIONS, MapperNode
-from mast3r_ros.ros.params import iter_param_specs
+from mast3r_ros.ros.mapper_node import MapperNode
 from mast3r_ros.srv import LoadMap
 
 SUCCESS = TransitionCallbackReturn.SUCCESS
 FAILURE = TransitionCallbackReturn.FAILURE
-REPO = Path(__file__).resolve().parents[2]
-SPECS = {s.name: s for prefix, cls in SECTIONS for s in iter_param_specs(cls, prefix)}
 
 
 def _params(tiny_checkpoint: Path, **extra: Any) -> list[Parameter]:
@@ -172,19 +167,20 @@ def test_build_with_odometry_poses_in_odom_frame(rig: Any, frames: list[np.ndarr
     xyzq = [0.1, 0.0, 0.2, 0.0, 0.0, 0.0, 1.0]
     assert node.set_parameters([Parameter("base_T_camera", value=xyzq)])[0].successful
     try:
-        idx, stamps = [0, 3, 6, 9], [600.0, 601.0, 602.0, 603.0]
+        idx, stamps = [0, 4, 8], [600.0, 601.0, 602.0]
         gt = [_gt_pose(data_dir, i) for i in idx]
         for t, T_odom_cam in zip(stamps, gt):
             odom = Odometry()
             odom.header.stamp, odom.header.frame_id = sec_to_stamp(t), "odom"
             odom.pose.pose = matrix_to_pose(T_odom_cam @ np.linalg.inv(T_base_cam))
             probe.odom_pub.publish(odom)
-        assert wait_for(lambda: sum(h[0] >= 600 for h in node._odom._history) == 4, 5.0)
+        assert wait_for(lambda: sum(h[0] >= 600 for h in node._odom._history) == 3, 5.0)
         info = probe.camera_info(K_DEMO, 640, 480)
         for t, i in zip(stamps, idx):
             _send(node, probe, _img(frames[i], t), info)
-        assert len(node.keyframes) == 4, node.counters.last_reason
-        np.testing.assert_allclose(node.keyframes[2].T_world_cam, gt[2], atol=2e-4)  # GT R not exactly orthonormal
+        assert len(node.keyframes) == 3, node.counters.last_reason
+        # 7-Scenes rotations are not exactly orthonormal: the quaternion round trip moves them
+        np.testing.assert_allclose(node.keyframes[2].T_world_cam, gt[2], atol=2e-4)
         ok, message = node.build()
         assert ok, message
     finally:
@@ -200,47 +196,32 @@ def test_build_and_save_map(rig: Any, frames: list[np.ndarray], tmp_path: Path) 
     _, node, probe = rig
     _reset(probe)
     info = probe.camera_info(K_DEMO, 640, 480)
-    for k, idx in enumerate([0, 0, 3, 6, 9]):  # the repeated view is no new keyframe
+    for k, idx in enumerate([0, 0, 4, 8]):  # the repeated view is no new keyframe
         _send(node, probe, _img(frames[idx], 10.0 + k), info)
-    assert len(node.keyframes) == 4, node.counters.last_reason
+    assert len(node.keyframes) == 3, node.counters.last_reason
+    # the background pairwise stage caches every pair of the scene graph (3 views: all 3 pairs)
+    assert wait_for(lambda: not node._pair_todo, 120.0)
+    cached = lambda: sorted(Path(node.cache_dir()).rglob("*.npz"))  # noqa: E731
+    assert len(cached()) == 3
     resp = probe.call(Trigger, "build_map", Trigger.Request(), timeout=120.0)
     assert resp.success, resp.message
+    assert len(cached()) == 3  # the alignment found all of them in the cache
     assert wait_for(lambda: probe.got["path"] and probe.got["map_cloud"], 10.0)
     path = probe.got["path"][-1]
-    assert path.header.frame_id == "map" and len(path.poses) == 4
-    assert [p.header.stamp.sec for p in path.poses] == [10, 12, 13, 14]
+    assert path.header.frame_id == "map" and len(path.poses) == 3
+    assert [p.header.stamp.sec for p in path.poses] == [10, 12, 13]
     cloud = cloud_to_points(probe.got["map_cloud"][-1])
     assert len(cloud) > 100 and np.all(np.isfinite(cloud))
     out = tmp_path / "mapper_map"
     save = probe.call(LoadMap, "save_map", LoadMap.Request(path=str(out)))
-    assert save.success and save.num_keyframes == 4, save.message
+    assert save.success and save.num_keyframes == 3, save.message
     kmap = load_map(out, node._backend.expected_meta)  # what the localizer checks on load
-    assert len(kmap) == 4 and kmap.meta.image_size == 64 and kmap.meta.frame_id == "map"
+    assert len(kmap) == 3 and kmap.meta.image_size == 64 and kmap.meta.frame_id == "map"
     poses = kmap.poses()
     assert np.all(np.isfinite(poses))
     for T, p in zip(poses, path.poses):
         np.testing.assert_allclose(pose_to_matrix(p.pose), T, atol=1e-5)
     assert all(kf.has_3d for kf in kmap.keyframes)
-    assert [kf.stamp for kf in kmap.keyframes] == [10.0, 12.0, 13.0, 14.0]
+    assert [kf.stamp for kf in kmap.keyframes] == [10.0, 12.0, 13.0]
     diag = [d for d in probe.got["diag"] if d.status[0].name.endswith("mapping")]
     assert diag and {kv.key for kv in diag[-1].status[0].values} >= {"keyframes", "builds"}
-
-
-def test_params_yaml_and_launch_match_the_node() -> None:
-    params = yaml.safe_load((REPO / "config" / "mapper.yaml").read_text())["/**"]["ros__parameters"]
-    assert set(params) == set(SPECS), set(params) ^ set(SPECS)
-    for name, value in params.items():
-        default = SPECS[name].default
-        assert value == default or (isinstance(default, list) and list(value) == default), name
-    tree = ast.parse((REPO / "launch" / "mapping.launch.py").read_text())
-    keys = [k.value for n in ast.walk(tree) if isinstance(n, ast.Dict)
-            for k in n.keys if isinstance(k, ast.Constant)]
-    assert "model.checkpoint" in keys
-    assert not [k for k in keys if k not in SPECS and k != "use_sim_time"]
-    src = (REPO / "mast3r_ros" / "ros" / "mapper_node.py").read_text()
-    remapped = [n.elts[0].value for n in ast.walk(tree) if isinstance(n, ast.Tuple)
-                and len(n.elts) == 2 and isinstance(n.elts[0], ast.Constant)
-                and not isinstance(n.elts[1], ast.Constant)]
-    assert set(remapped) == {"image", "image/compressed", "camera_info", "odom"}
-    for topic in remapped[:3]:
-        assert f'"{topic}"' in src

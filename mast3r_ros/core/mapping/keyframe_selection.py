@@ -65,7 +65,8 @@ def _check_pose(T: Optional[np.ndarray], name: str) -> Optional[np.ndarray]:
         return None
     T = np.asarray(T, dtype=np.float64)
     if T.shape != (4, 4) or not np.all(np.isfinite(T)):
-        raise InputError(f"{name} must be a finite (4, 4) camera-to-world pose, got shape {T.shape}")
+        raise InputError(f"{name} must be a finite (4, 4) camera-to-world pose, "
+                         f"got shape {T.shape}")
     return T
 
 

@@ -29,37 +29,14 @@ from mast3r_ros.core.config import MappingConfig
 from mast3r_ros.core.errors import ConfigError, InputError
 from mast3r_ros.core.mapping.canonical import AlignmentProblem
 from mast3r_ros.core.mapping.kinematic import KinematicTree
+from mast3r_ros.core.mapping.optim import (Adam, cosine_schedule, gamma_loss, quat_to_rotmat,
+                                           rigid_inv, transform_segments)
 
 __all__ = ["gamma_loss", "cosine_schedule", "quat_to_rotmat", "KnownCameras", "AlignmentResult",
            "SparseSceneOptimizer", "sparse_scene_optimize"]
 
 logger = logging.getLogger(__name__)
 ProgressFn = Callable[[str, int, int, float], None]
-
-
-def gamma_loss(gamma: float) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """``(|x - y| + o)^g - o^g`` with ``o = (1/g)^(1/(g-1))`` (plain distance for g = 1).
-
-    The offset makes the slope 1 at zero distance. x, y: (..., D) -> (...,).
-    """
-    if gamma == 1:
-        return lambda x, y: (x - y).norm(dim=-1)
-    off = (1 / gamma) ** (1 / (gamma - 1))
-    return lambda x, y: ((x - y).norm(dim=-1) + off) ** gamma - off ** gamma
-
-
-def cosine_schedule(alpha: float, lr0: float, lr_end: float = 0.0) -> float:
-    """Half-cosine decay from ``lr0`` (alpha = 0) to ``lr_end`` (alpha = 1)."""
-    return lr_end + (lr0 - lr_end) * (1 + math.cos(math.pi * alpha)) / 2
-
-
-def quat_to_rotmat(q: torch.Tensor) -> torch.Tensor:
-    """(..., 4) unit quaternions (x, y, z, w) -> (..., 3, 3) rotation matrices."""
-    x, y, z, w = q.unbind(-1)
-    rows = [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w),
-            2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w),
-            2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]
-    return torch.stack(rows, -1).reshape(q.shape[:-1] + (3, 3))
 
 
 @dataclass
@@ -134,52 +111,6 @@ class AlignmentResult:
         return self.K[:, :2, 2].copy()
 
 
-class _Adam:
-    """Plain Adam (bias-corrected, no weight decay), the update of ``torch.optim.Adam``.
-
-    Written out because ``torch.optim`` pulls in the compiler stack on first use (seconds) and
-    wraps every step in dispatch layers that dominate the cost of these small problems.
-    """
-
-    def __init__(self, params: list[torch.Tensor], betas: tuple[float, float] = (0.9, 0.9),
-                 eps: float = 1e-8) -> None:
-        self.params, self.b1, self.b2, self.eps, self.t = params, betas[0], betas[1], eps, 0
-        self.m = [torch.zeros_like(p) for p in params]
-        self.v = [torch.zeros_like(p) for p in params]
-
-    def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
-
-    @torch.no_grad()
-    def step(self, lr: float) -> None:
-        self.t += 1
-        c1, c2 = 1 - self.b1 ** self.t, 1 - self.b2 ** self.t
-        for p, m, v in zip(self.params, self.m, self.v):
-            if p.grad is None:
-                continue
-            m.mul_(self.b1).add_(p.grad, alpha=1 - self.b1)
-            v.mul_(self.b2).addcmul_(p.grad, p.grad, value=1 - self.b2)
-            p.addcdiv_(m, (v.sqrt() / math.sqrt(c2)).add_(self.eps), value=-lr / c1)
-
-
-def _transform(T: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
-    """Apply per-row transforms: T (M, 3 or 4, 4), X (M, 3) -> (M, 3) (rows of T[:, :3]).
-
-    Element-wise products instead of a batched matmul (much faster for 3x3 blocks on CPU).
-    """
-    return (T[:, :3, :3] * X[:, None, :]).sum(-1) + T[:, :3, 3]
-
-
-def _rigid_inv(T: torch.Tensor) -> torch.Tensor:
-    R, t = T[..., :3, :3], T[..., :3, 3:]
-    Rt = R.transpose(-1, -2)
-    top = torch.cat((Rt, -Rt @ t), -1)
-    bottom = torch.zeros_like(T[..., 3:, :])
-    bottom[..., 3] = 1
-    return torch.cat((top, bottom), -2)
-
-
 class SparseSceneOptimizer:
     """Holds the parameters of one alignment and runs its two stages.
 
@@ -219,6 +150,7 @@ class SparseSceneOptimizer:
         self.pt_img, self.pt_xy = p.pt_img.to(dev), p.pt_xy.to(dev)
         self.pt_anchor, self.pt_offset = p.pt_anchor.to(dev), p.pt_offset.to(dev)
         self.pt_start = p.pt_start
+        self.pt_counts = np.diff(p.pt_start).tolist()
         self._split_losses(p)
         shared = cfg.shared_intrinsics
         w = torch.ones(n, dtype=dt, device=dev) / n
@@ -247,7 +179,10 @@ class SparseSceneOptimizer:
         self.o_pix = torch.cat((self.m_i, self.m_j))
         self.o_pt = torch.cat((self.m_j, self.m_i))
         self.o_conf = torch.cat((self.m_conf, self.m_conf))
-        self.o_img = self.pt_img.index_select(0, self.o_pix)
+        o_img = self.pt_img.index_select(0, self.o_pix)
+        order = torch.argsort(o_img, stable=True)  # contiguous per image: segment transforms
+        self.o_pix, self.o_pt, self.o_conf = self.o_pix[order], self.o_pt[order], self.o_conf[order]
+        self.o_counts = torch.bincount(o_img, minlength=self.n).tolist()
         self.o_xy = self.pt_xy.index_select(0, self.o_pix)
         fb_idx, fb_cam, fb_tgt, fb_conf = [], [], [], []
         pair_index = {pr: k for k, pr in enumerate(p.pairs)}
@@ -261,8 +196,11 @@ class SparseSceneOptimizer:
             fb_conf.append(conf)
         self.has_fb = bool(fb_idx)
         if self.has_fb:
-            self.fb_idx, self.fb_cam = torch.cat(fb_idx).to(d), torch.cat(fb_cam).to(d)
-            self.fb_tgt, self.fb_conf = torch.cat(fb_tgt).to(d), torch.cat(fb_conf).to(d)
+            cam = torch.cat(fb_cam)
+            order = torch.argsort(cam, stable=True)
+            self.fb_idx, self.fb_tgt = torch.cat(fb_idx)[order].to(d), torch.cat(fb_tgt)[order].to(d)
+            self.fb_conf = torch.cat(fb_conf)[order].to(d)
+            self.fb_counts = torch.bincount(cam, minlength=self.n).tolist()
         logger.info("alignment: %d/%d pairs use matches (%d matches), %d fall back to regression",
                     int(ok.sum()), len(ok), len(self.m_conf), int((~ok).sum()))
 
@@ -311,7 +249,7 @@ class SparseSceneOptimizer:
         z = sel(depth, 0, self.pt_anchor) * offs
         xy = (self.pt_xy - sel(K[:, :2, 2], 0, pi)) / sel(f, 0, pi)[:, None]
         pc = torch.cat((xy * z[:, None], z[:, None]), 1)
-        return K, cam2w, depth, _transform(sel(cam2w, 0, pi), pc)
+        return K, cam2w, depth, transform_segments(cam2w, pc, self.pt_counts)
 
     # ---------------------------------------------------------------- losses
     def loss_3d(self, K, cam2w, pts, fn) -> torch.Tensor:
@@ -325,8 +263,8 @@ class SparseSceneOptimizer:
         """Confidence-weighted reprojection error of the other image's point, both directions."""
         if len(self.o_conf) == 0:
             return pts.sum() * 0
-        P = K @ _rigid_inv(cam2w)[:, :3]  # (N, 3, 4)
-        r = _transform(P.index_select(0, self.o_img), pts.index_select(0, self.o_pt))
+        P = K @ rigid_inv(cam2w)[:, :3]  # (N, 3, 4)
+        r = transform_segments(P, pts.index_select(0, self.o_pt), self.o_counts)
         uv = (r[:, :2] / r[:, 2:3].clip(min=1e-3)).clip(min=-1000, max=2000)
         return self.o_conf @ fn(self.o_xy, uv) / self.o_conf.sum()
 
@@ -334,7 +272,7 @@ class SparseSceneOptimizer:
         """Regression of each point onto the other image's prediction of it (bad pairs only)."""
         if not self.has_fb:
             return pts.sum() * 0
-        tgt = _transform(cam2w.index_select(0, self.fb_cam), self.fb_tgt)
+        tgt = transform_segments(cam2w, self.fb_tgt, self.fb_counts)
         return self.fb_conf @ fn(pts.index_select(0, self.fb_idx), tgt) / self.fb_conf.sum()
 
     def loss_priors(self, K, cam2w) -> torch.Tensor:
@@ -373,7 +311,7 @@ class SparseSceneOptimizer:
               progress: Optional[ProgressFn]) -> tuple[tuple, float]:
         params = [self.pp_rel, self.log_f, self.quat, self.trans, self.log_size, self.core]
         params = [p for p in params if p.requires_grad]
-        opt = _Adam(params, betas=(0.9, 0.9)) if params else None
+        opt = Adam(params, betas=(0.9, 0.9)) if params else None
         fd = gamma_loss(self.cfg.gamma_fallback)
         loss_v = float("nan")
         for it in range(niter or 1):
