@@ -24,7 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     d = MappingConfig()
     p.add_argument("source", type=Path, help="image folder or rosbag2")
     p.add_argument("out", type=Path, help="map directory to write")
-    p.add_argument("--topic", default="", help="rosbag2 image topic (default: the first image topic)")
+    p.add_argument("--topic", default="",
+                   help="rosbag2 image topic (default: the first image topic)")
     p.add_argument("--stride", type=int, default=1, help="keep every N-th image")
     p.add_argument("--max-images", type=int, default=0, help="keep at most N images (0 = all)")
     p.add_argument("--intrinsics", type=Path, default=None,
@@ -110,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
         images, stamps = images[:args.max_images], stamps[:args.max_images]
     cfg = MappingConfig(scene_graph=args.scene_graph, niter1=args.niter1, niter2=args.niter2,
                         lr1=args.lr1, lr2=args.lr2, matching_conf_thr=args.matching_conf_thr,
-                        kinematic_mode=args.kinematic_mode, shared_intrinsics=args.shared_intrinsics,
+                        kinematic_mode=args.kinematic_mode,
+                        shared_intrinsics=args.shared_intrinsics,
                         cache_dir=args.cache_dir, device=args.device)
     K = read_matrix(args.intrinsics, (3, 3)) if args.intrinsics else None
     backend = create_backend(config_from_args(args))

@@ -303,7 +303,8 @@ class MapperNodeConfig:
                                     "empty) so that build_map mostly reads the cache; 0 = off",
                                  range=(0, 1000), read_only=True)
     build_period: float = opt(0.0, "seconds between automatic alignments when keyframes were "
-                                   "added (0 = only on the build_map service)", range=(0.0, None))
+                                   "added (0 = only on the build_map service)", range=(0.0, None),
+                              read_only=True)
     max_image_pixels: int = opt(4096 * 4096, "larger images are rejected (width*height)",
                                 range=(256, 100_000_000))
     map_cloud_points: int = opt(50_000, "points in the latched map cloud", range=(0, None))

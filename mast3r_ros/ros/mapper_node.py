@@ -7,8 +7,15 @@ when no checkpoint is configured or it is invalid); ``activate`` starts keyframe
 Threading: image callbacks only keep the newest message (queue of one, overwritten frames are
 counted as dropped); keyframe selection runs in a work callback group; the alignment (core
 ``build_map``, seconds to minutes) runs in its own build group (``build_map`` service and the
-optional ``build_period`` timer), so images keep flowing while it runs; ``save_map``, ``reset`` and
-diagnostics have a third group. Run it on a ``MultiThreadedExecutor`` (``main`` does).
+optional ``build_period`` timer), so images keep flowing while it runs; ``save_map``,
+``clear_keyframes`` and diagnostics have a third group. A fourth group runs the pairwise network
+stage incrementally: each new keyframe is paired with the ``incremental_pairs`` previous ones and
+the results go to the content-addressed pair cache, which ``build_map`` then reads (one network
+user at a time; the alignment has priority). Run it on a ``MultiThreadedExecutor`` (``main`` does).
+
+Frames: keyframe poses and the cloud are in the alignment's world frame, published as
+``map_frame``: the odometry frame when odometry poses are used (similarity onto them), else the
+camera at the root of the alignment's spanning tree.
 
 Topics (relative names): in ``image``, ``image/compressed``, ``camera_info``, ``odom``
 (``nav_msgs/Odometry`` when tf2 is unavailable; else TF ``odom_frame -> base_frame``); out
@@ -20,11 +27,9 @@ Topics (relative names): in ``image``, ``image/compressed``, ``camera_info``, ``
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import tempfile
 import threading
-import time
 import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
@@ -356,82 +361,6 @@ class MapperNode(MapperServicesMixin, LifecycleNode):
             self._pairs_wakeup.trigger()
         c.last_state = "mapping"
         c.last_reason = f"{'keyframe' if d.is_keyframe else 'frame'}: {d.reason} ({n} keyframes)"
-
-    # ------------------------------------------------------------------ alignment
-    def _srv_build(self, req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
-        resp.success, resp.message = self.build()
-        return resp
-
-    def _on_build_timer(self) -> None:
-        if self._active and len(self.keyframes) >= 2 and len(self.keyframes) != self._built_count:
-            ok, message = self.build()
-            if not ok:
-                self.get_logger().warning(f"periodic build failed: {message}",
-                                          throttle_duration_sec=30.0)
-
-    def build(self) -> tuple[bool, str]:
-        """Align the current keyframes (core ``build_map``) and publish the result.
-
-        Returns:
-            (success, message); failures are values, the previous map stays.
-        """
-        if self._backend is None:
-            return False, "node is not configured; configure it first"
-        if not self._build_lock.acquire(blocking=False):
-            return False, "an alignment is already running"
-        try:
-            with self._kf_lock:
-                kfs = list(self.keyframes)
-            if len(kfs) < 2:
-                return False, f"need at least 2 keyframes to build a map, have {len(kfs)}"
-            t0 = time.monotonic()
-            kmap = self._run_build(kfs)
-            self.kmap, self._built_count = kmap, len(kfs)
-            c = self.counters
-            c.builds, c.last_build_s = c.builds + 1, time.monotonic() - t0
-            if self._active:
-                self._publish_map(kmap, [k.stamp for k in kfs])
-            return True, f"built a map of {len(kmap)} keyframes in {c.last_build_s:.1f} s"
-        except Mast3rRosError as exc:
-            return self._build_failed(f"alignment failed: {exc}")
-        except Exception as exc:  # noqa: BLE001 - a service must never kill the node
-            self.get_logger().error(traceback.format_exc())
-            return self._build_failed(f"internal error in the alignment: {type(exc).__name__}: "
-                                      f"{exc}")
-        finally:
-            self._build_lock.release()
-
-    def _build_failed(self, message: str) -> tuple[bool, str]:
-        self.counters.last_state, self.counters.last_reason = "build_failed", message
-        self.get_logger().error(message)
-        return False, message
-
-    def _run_build(self, kfs: list[_Stored]) -> Any:
-        from mast3r_ros.core.mapping.build import build_map
-
-        cfg = self.cfg
-        Ks = [k.K for k in kfs]
-        K = np.stack(Ks) if all(k is not None for k in Ks) else None
-        if K is None and any(k is not None for k in Ks):
-            self.get_logger().warning("camera_info missing for some keyframes: estimating K")
-        poses = [k.T_world_cam for k in kfs]
-        n_poses = sum(p is not None for p in poses)
-        use_poses = cfg.use_odometry_poses and n_poses >= 2
-        self.get_logger().info(f"aligning {len(kfs)} keyframes ({n_poses} with odometry poses"
-                               f"{', used' if use_poses else ''})")
-        with self._engine_lock:
-            res = build_map([k.rgb for k in kfs], self._backend.engine,
-                            dataclasses.replace(self.map_cfg, cache_dir=self.cache_dir()),
-                            model_id=self._backend.model_id, image_size=self.model_cfg.image_size,
-                            stamps=[k.stamp for k in kfs], K=K,
-                            poses=poses if use_poses else None,
-                            intrinsics_mode=cfg.intrinsics_mode, poses_mode=cfg.poses_mode)
-        if self._pair_todo:
-            self._pairs_wakeup.trigger()  # pairs queued during the build
-        self._backend.prepare_map(res.kmap)
-        res.kmap.meta = res.kmap.meta.replace(frame_id=cfg.map_frame,
-                                              source=f"{res.kmap.meta.source} (mapper node)")
-        return res.kmap
 
 
 def main(args: Optional[list[str]] = None) -> int:

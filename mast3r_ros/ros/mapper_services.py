@@ -1,5 +1,5 @@
-"""Services, background pairwise stage, latched map outputs and diagnostics of the mapper node (a
-mixin of :class:`~mast3r_ros.ros.mapper_node.MapperNode`).
+"""Alignment, services, background pairwise stage, latched map outputs and diagnostics of the
+mapper node (a mixin of :class:`~mast3r_ros.ros.mapper_node.MapperNode`).
 
 Kept apart so that the node module stays a readable lifecycle + data-path file. The mixin uses the
 node's state: ``cfg``, ``model_cfg``, ``map_cfg``, ``_backend``, ``_active``, ``kmap``,
@@ -9,7 +9,12 @@ node's state: ``cfg``, ``model_cfg``, ``map_cfg``, ``_backend``, ``_active``, ``
 
 from __future__ import annotations
 
+import dataclasses
+import time
+import traceback
 from typing import Any
+
+import numpy as np
 
 from diagnostic_msgs.msg import DiagnosticStatus
 from geometry_msgs.msg import PoseStamped
@@ -26,7 +31,7 @@ __all__ = ["MapperServicesMixin"]
 
 
 class MapperServicesMixin:
-    """``save_map`` / ``clear_keyframes`` services, latched path + cloud, diagnostics."""
+    """``build_map`` / ``save_map`` / ``clear_keyframes``, pairwise stage, outputs, diagnostics."""
 
     def _publish_map(self, kmap: Any, stamps: list[float]) -> None:
         now = self.get_clock().now().to_msg()
@@ -39,6 +44,85 @@ class MapperServicesMixin:
         self._path_pub.publish(path)
         pts, cols = kmap.points_map(self.cfg.map_cloud_points)
         self._cloud_pub.publish(points_to_cloud(pts, header, cols))
+
+    def _srv_build(self, req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
+        resp.success, resp.message = self.build()
+        return resp
+
+    def _on_build_timer(self) -> None:
+        if self._active and len(self.keyframes) >= 2 and len(self.keyframes) != self._built_count:
+            ok, message = self.build()
+            if not ok:
+                self.get_logger().warning(f"periodic build failed: {message}",
+                                          throttle_duration_sec=30.0)
+
+    def build(self) -> tuple[bool, str]:
+        """Align the current keyframes (core ``build_map``) and publish the result.
+
+        Returns:
+            (success, message); failures are values, the previous map stays.
+        """
+        if self._backend is None:
+            return False, "node is not configured; configure it first"
+        if not self._build_lock.acquire(blocking=False):
+            return False, "an alignment is already running"
+        try:
+            with self._kf_lock:
+                kfs = list(self.keyframes)
+            if len(kfs) < 2:
+                return False, f"need at least 2 keyframes to build a map, have {len(kfs)}"
+            t0 = time.monotonic()
+            kmap = self._run_build(kfs)
+            self.kmap, self._built_count = kmap, len(kfs)
+            c = self.counters
+            c.builds, c.last_build_s = c.builds + 1, time.monotonic() - t0
+            if self._active:
+                self._publish_map(kmap, [k.stamp for k in kfs])
+            return True, f"built a map of {len(kmap)} keyframes in {c.last_build_s:.1f} s"
+        except Mast3rRosError as exc:
+            return self._build_failed(f"alignment failed: {exc}")
+        except Exception as exc:  # noqa: BLE001 - a service must never kill the node
+            self.get_logger().error(traceback.format_exc())
+            return self._build_failed(f"internal error in the alignment: {type(exc).__name__}: "
+                                      f"{exc}")
+        finally:
+            self._build_lock.release()
+
+    def _build_failed(self, message: str) -> tuple[bool, str]:
+        self.counters.last_state, self.counters.last_reason = "build_failed", message
+        self.get_logger().error(message)
+        return False, message
+
+    def _run_build(self, kfs: list[Any]) -> Any:
+        from mast3r_ros.core.mapping.build import build_map
+
+        cfg = self.cfg
+        Ks = [k.K for k in kfs]
+        K = np.stack(Ks) if all(k is not None for k in Ks) else None
+        if K is None and any(k is not None for k in Ks):
+            self.get_logger().warning("camera_info missing for some keyframes: estimating K")
+        poses = [k.T_world_cam for k in kfs]
+        n_poses = sum(p is not None for p in poses)
+        use_poses = cfg.use_odometry_poses and n_poses >= 2
+        self.get_logger().info(f"aligning {len(kfs)} keyframes ({n_poses} with odometry poses"
+                               f"{', used' if use_poses else ''})")
+        with self._engine_lock:
+            res = build_map([k.rgb for k in kfs], self._backend.engine,
+                            dataclasses.replace(self.map_cfg, cache_dir=self.cache_dir()),
+                            model_id=self._backend.model_id, image_size=self.model_cfg.image_size,
+                            stamps=[k.stamp for k in kfs], K=K,
+                            poses=poses if use_poses else None,
+                            intrinsics_mode=cfg.intrinsics_mode, poses_mode=cfg.poses_mode)
+        if self._pair_todo:
+            self._pairs_wakeup.trigger()  # pairs queued during the build
+        self._backend.prepare_map(res.kmap)
+        res.kmap.meta = res.kmap.meta.replace(frame_id=cfg.map_frame,
+                                              source=f"{res.kmap.meta.source} (mapper node)")
+        return res.kmap
+
+    def pairs_idle(self) -> bool:
+        """True when no keyframe pair is queued and the network is not in use."""
+        return not self._pair_todo and not self._engine_lock.locked()
 
     def _on_pairs(self) -> None:
         """Background pairwise stage: network + matches of queued keyframe pairs into the cache.

@@ -17,10 +17,14 @@ from nav_msgs.msg import Odometry, Path as PathMsg
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CompressedImage
 from std_srvs.srv import Trigger
 
 from ros_graph_helpers import K_DEMO, Probe, RosGraph, wait_for
+from mast3r_ros.core.config import LocalizerConfig
+from mast3r_ros.core.localizer import Localizer
 from mast3r_ros.core.map import load_map
+from mast3r_ros.core.types import Frame
 from mast3r_ros.ros.conversions import (cloud_to_points, matrix_to_pose, pose_to_matrix,
                                         rgb_to_image, sec_to_stamp)
 from mast3r_ros.ros.mapper_node import MapperNode
@@ -70,15 +74,21 @@ def _send(node: MapperNode, probe: Probe, msg: Any, info: Any = None) -> None:
     """Publish until the node has handled one more frame (discovery can lose the first ones)."""
     c = node.counters
     before = c.processed + c.rejected + c.errors
-    for _ in range(20):
+    for _ in range(10):  # a generous period: a late first copy would be counted twice
         probe.publish(msg, info)
-        if wait_for(lambda: c.processed + c.rejected + c.errors > before, 0.5):
+        if wait_for(lambda: c.processed + c.rejected + c.errors > before, 2.0):
             return
     raise AssertionError(f"frame not handled; last: {c.last_reason}")
 
 
-def _reset(probe: Probe) -> None:
+def _reset(probe: Probe, node: MapperNode) -> None:
+    assert wait_for(node.pairs_idle, 120.0)  # no pair of a previous test lands in the cache later
     assert probe.call(Trigger, "clear_keyframes", Trigger.Request()).success
+
+
+def _cached(node: MapperNode) -> set[Path]:
+    """The pair files of the node's pairwise cache."""
+    return set(Path(node.cache_dir()).rglob("*.npz"))
 
 
 def _img(rgb: np.ndarray, t: float) -> Any:
@@ -105,7 +115,7 @@ def test_configure_fails_cleanly(rig: Any, tiny_checkpoint: Path,
 
 def test_bad_input_params_and_early_build(rig: Any, frames: list[np.ndarray]) -> None:
     _, node, probe = rig
-    _reset(probe)
+    _reset(probe, node)
     info = probe.camera_info(K_DEMO, 640, 480)
     bad = _img(frames[0], 1.0)
     bad.encoding = "yuv422_weird"
@@ -114,9 +124,17 @@ def test_bad_input_params_and_early_build(rig: Any, frames: list[np.ndarray]) ->
     rejected = node.counters.rejected
     for msg in (bad, truncated):
         _send(node, probe, msg, info)
-    assert node.counters.rejected == rejected + 2 and "rejected frame" in node.counters.last_reason
-    _send(node, probe, _img(frames[0], 1.2), info)  # the next good frame is served
+    assert node.counters.rejected == rejected + 2 and "truncated" in node.counters.last_reason
+    corrupt = CompressedImage(format="jpeg", data=b"\xff\xd8 not a jpeg")
+    corrupt.header.stamp = sec_to_stamp(1.15)
+    _send(node, probe, corrupt, info)
+    assert node.counters.rejected == rejected + 3 and "decode" in node.counters.last_reason
+    jpeg = cv2.imencode(".jpg", frames[0][..., ::-1])[1].tobytes()
+    good = CompressedImage(format="jpeg", data=jpeg)
+    good.header.stamp = sec_to_stamp(1.2)
+    _send(node, probe, good, info)  # the next good frame is served
     assert len(node.keyframes) == 1 and node.keyframes[0].K is not None
+    assert node.keyframes[0].rgb.shape == (120, 160, 3)
     np.testing.assert_allclose(node.keyframes[0].K[0, 0], 525.0 / 4)  # camera_info rescaled
     resp = probe.call(Trigger, "build_map", Trigger.Request())
     assert not resp.success and "at least 2 keyframes" in resp.message
@@ -132,7 +150,7 @@ def test_bad_input_params_and_early_build(rig: Any, frames: list[np.ndarray]) ->
 
 def test_odometry_motion_selects_keyframes(rig: Any, frames: list[np.ndarray]) -> None:
     _, node, probe = rig
-    _reset(probe)
+    _reset(probe, node)
     assert node._odom.channel == "odometry topic odom", node._odom.channel  # no tf2_ros here
     stamps, xs = [500.0, 501.0, 502.0], [0.0, 0.03, 0.4]
     for t, x in zip(stamps, xs):
@@ -149,7 +167,7 @@ def test_odometry_motion_selects_keyframes(rig: Any, frames: list[np.ndarray]) -
     assert node.last_decision is not None and node.last_decision.test == "motion"
     assert len(node.keyframes) == 2
     assert node.keyframes[1].T_world_cam[0, 3] == pytest.approx(0.4)
-    _reset(probe)
+    _reset(probe, node)
     assert not node.keyframes
 
 
@@ -161,7 +179,7 @@ def _gt_pose(data_dir: Path, index: int) -> np.ndarray:
 def test_build_with_odometry_poses_in_odom_frame(rig: Any, frames: list[np.ndarray],
                                                  data_dir: Path) -> None:
     _, node, probe = rig
-    _reset(probe)
+    _reset(probe, node)
     T_base_cam = np.eye(4)
     T_base_cam[:3, 3] = [0.1, 0.0, 0.2]  # camera 10 cm forward, 20 cm up (x y z qx qy qz qw)
     xyzq = [0.1, 0.0, 0.2, 0.0, 0.0, 0.0, 1.0]
@@ -169,6 +187,7 @@ def test_build_with_odometry_poses_in_odom_frame(rig: Any, frames: list[np.ndarr
     try:
         idx, stamps = [0, 4, 8], [600.0, 601.0, 602.0]
         gt = [_gt_pose(data_dir, i) for i in idx]
+        cached_before = _cached(node)
         for t, T_odom_cam in zip(stamps, gt):
             odom = Odometry()
             odom.header.stamp, odom.header.frame_id = sec_to_stamp(t), "odom"
@@ -179,10 +198,15 @@ def test_build_with_odometry_poses_in_odom_frame(rig: Any, frames: list[np.ndarr
         for t, i in zip(stamps, idx):
             _send(node, probe, _img(frames[i], t), info)
         assert len(node.keyframes) == 3, node.counters.last_reason
+        # the background pairwise stage caches every pair of the scene graph (3 views: 3 pairs)
+        assert wait_for(node.pairs_idle, 120.0)
+        new = _cached(node) - cached_before
+        assert len(new) == 3
         # 7-Scenes rotations are not exactly orthonormal: the quaternion round trip moves them
         np.testing.assert_allclose(node.keyframes[2].T_world_cam, gt[2], atol=2e-4)
         ok, message = node.build()
         assert ok, message
+        assert _cached(node) == cached_before | new  # the alignment needed no other pair
     finally:
         node.set_parameters([Parameter("base_T_camera", value=[0.0] * 6 + [1.0])])
     poses = node.kmap.poses()  # similarity onto the odometry: first camera exact, same spread
@@ -194,18 +218,16 @@ def test_build_with_odometry_poses_in_odom_frame(rig: Any, frames: list[np.ndarr
 
 def test_build_and_save_map(rig: Any, frames: list[np.ndarray], tmp_path: Path) -> None:
     _, node, probe = rig
-    _reset(probe)
+    _reset(probe, node)
     info = probe.camera_info(K_DEMO, 640, 480)
     for k, idx in enumerate([0, 0, 4, 8]):  # the repeated view is no new keyframe
         _send(node, probe, _img(frames[idx], 10.0 + k), info)
     assert len(node.keyframes) == 3, node.counters.last_reason
-    # the background pairwise stage caches every pair of the scene graph (3 views: all 3 pairs)
-    assert wait_for(lambda: not node._pair_todo, 120.0)
-    cached = lambda: sorted(Path(node.cache_dir()).rglob("*.npz"))  # noqa: E731
-    assert len(cached()) == 3
+    assert wait_for(node.pairs_idle, 120.0)  # background pairwise stage done
+    before = _cached(node)
     resp = probe.call(Trigger, "build_map", Trigger.Request(), timeout=120.0)
     assert resp.success, resp.message
-    assert len(cached()) == 3  # the alignment found all of them in the cache
+    assert _cached(node) == before  # every pair came from the cache
     assert wait_for(lambda: probe.got["path"] and probe.got["map_cloud"], 10.0)
     path = probe.got["path"][-1]
     assert path.header.frame_id == "map" and len(path.poses) == 3
@@ -223,5 +245,9 @@ def test_build_and_save_map(rig: Any, frames: list[np.ndarray], tmp_path: Path) 
         np.testing.assert_allclose(pose_to_matrix(p.pose), T, atol=1e-5)
     assert all(kf.has_3d for kf in kmap.keyframes)
     assert [kf.stamp for kf in kmap.keyframes] == [10.0, 12.0, 13.0]
+    # the localizer's own loader accepts it and runs a query against it
+    loc = Localizer.from_paths(LocalizerConfig(backend="mast3r", model=node.model_cfg), str(out))
+    result = loc.localize(Frame(rgb=frames[4], K=K_DEMO / 4 + np.diag([0, 0, 0.75]), stamp=20.0))
+    assert len(loc.map) == 3 and result.reason  # success is not expected from random weights
     diag = [d for d in probe.got["diag"] if d.status[0].name.endswith("mapping")]
     assert diag and {kv.key for kv in diag[-1].status[0].values} >= {"keyframes", "builds"}

@@ -1,5 +1,5 @@
-"""Images -> KeyframeMap: the offline mapping pipeline (scene graph, pairwise stage, canonical views,
-kinematic tree, sparse global alignment, dense depth per keyframe).
+"""Images -> KeyframeMap: the offline mapping pipeline (scene graph, pairwise stage, canonical
+views, kinematic tree, sparse global alignment, dense depth per keyframe).
 
 Keyframes are stored at the network resolution (the preprocessed image, its optimised K and the
 dense depth of the alignment), so the map is self-consistent; the localizer backend then adds its
@@ -60,7 +60,8 @@ def _known(pre, cfg: MappingConfig, K_orig, poses, intrinsics_mode, poses_mode) 
 
 def build_map(images: Sequence[np.ndarray], engine, cfg: MappingConfig, *, model_id: str = "",
               image_size: int = 512, stamps: Optional[Sequence[float]] = None,
-              K: Optional[np.ndarray] = None, poses: Optional[Sequence[Optional[np.ndarray]]] = None,
+              K: Optional[np.ndarray] = None,
+              poses: Optional[Sequence[Optional[np.ndarray]]] = None,
               intrinsics_mode: str = "fixed", poses_mode: str = "prior",
               progress: Optional[Callable[[str, int, int], None]] = None) -> BuildResult:
     """Build a keyframe map from images.

@@ -2,8 +2,8 @@
 
 For each image: its pairwise pointmaps in its own frame are fused (weights ``conf - 0.999``), a
 per-pixel depth relative to the anchor at the centre of its ``s x s`` block is averaged in
-"avg-angle" mode, the focal is estimated from the fused pointmap (Weiszfeld), and every matched pixel
-is attached to its block's anchor with a depth ratio. Everything is then flattened into one
+"avg-angle" mode, the focal is estimated from the fused pointmap (Weiszfeld), and every matched
+pixel is attached to its block's anchor with a depth ratio. Everything is then flattened into one
 :class:`AlignmentProblem` (gathers instead of per-image Python loops in the optimiser).
 
 Pixel convention of this module (the official one, kept so results match it): a pixel ``(x, y)`` is
@@ -59,7 +59,7 @@ class PairData:
     conf: np.ndarray
     score: np.ndarray
 
-    def view_of(self, img: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def view_of(self, img: int) -> tuple[np.ndarray, ...]:
         """(own pointmap, own conf, other's pointmap in img's frame, its conf, img's matched xy)."""
         if img == self.i:
             return self.X_i_in_i, self.C_i, self.X_j_in_i, self.C_j_in_i, self.xy_i
@@ -215,7 +215,8 @@ def _check_pair(p: PairData, sizes: dict[int, tuple[int, int]], subsample: int) 
     for img, X in ((p.i, p.X_i_in_i), (p.j, p.X_j_in_j)):
         H, W = X.shape[:2]
         if H % subsample or W % subsample:
-            raise InputError(f"image {img}: size {W}x{H} is not a multiple of subsample={subsample}")
+            raise InputError(f"image {img}: size {W}x{H} is not a multiple of "
+                             f"subsample={subsample}")
         if sizes.setdefault(img, (H, W)) != (H, W):
             raise InputError(f"image {img} has two sizes across pairs: {sizes[img]} and {(H, W)}")
     n = len(p.conf)

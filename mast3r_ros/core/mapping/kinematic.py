@@ -77,7 +77,8 @@ def max_spanning_tree(weights: np.ndarray) -> KinematicTree:
     return _rooted(mst)
 
 
-def hclust_tree(num_matches: np.ndarray, n_anchors: np.ndarray, linkage: str = "ward") -> KinematicTree:
+def hclust_tree(num_matches: np.ndarray, n_anchors: np.ndarray,
+                linkage: str = "ward") -> KinematicTree:
     """Tree from agglomerative clustering of the pair affinities (see module doc)."""
     n = num_matches.shape[0]
     if n == 1:

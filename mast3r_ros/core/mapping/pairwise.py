@@ -159,7 +159,8 @@ def infer_pair(engine, enc_i, enc_j, i: int, j: int, subsample: int = 8) -> Pair
     C = [o.conf[0].float() for o in (o_ii, o_ji, o_jj, o_ij)]
     mean_score = float(torch.stack([c.mean() for c in C]).prod().sqrt().sqrt())
     np_ = lambda t: t.detach().float().cpu().numpy()  # noqa: E731
-    return PairData(i=i, j=j, X_i_in_i=np_(o_ii.pts3d[0]), C_i=np_(C[0]), X_j_in_i=np_(o_ji.pts3d[0]),
+    return PairData(i=i, j=j, X_i_in_i=np_(o_ii.pts3d[0]), C_i=np_(C[0]),
+                    X_j_in_i=np_(o_ji.pts3d[0]),
                     C_j_in_i=np_(C[1]), X_j_in_j=np_(o_jj.pts3d[0]), C_j=np_(C[2]),
                     X_i_in_j=np_(o_ij.pts3d[0]), C_i_in_j=np_(C[3]), xy_i=xy_i, xy_j=xy_j,
                     conf=conf, score=np.array([mean_score, float(conf.sum()), len(conf)]))

@@ -1,8 +1,8 @@
 """Scene graphs: which image pairs go through the network before global alignment.
 
 Same semantics as the official ``make_pairs`` of MASt3R (``complete``, ``swin-N[-noncyclic]``,
-``logwin-N[-noncyclic]``, ``oneref-I``, ``retrieval-Na-k``), but on image *indices*: a pair is a tuple
-``(i, j)`` of ints, and ``symmetrize=True`` appends every reversed pair after the forward ones.
+``logwin-N[-noncyclic]``, ``oneref-I``, ``retrieval-Na-k``), but on image *indices*: a pair is a
+tuple ``(i, j)`` of ints, and ``symmetrize=True`` appends every reversed pair after the forward ones.
 
 Example:
     >>> make_pairs(3, "complete", symmetrize=False)
@@ -45,7 +45,8 @@ def parse_scene_graph(spec: str) -> tuple[str, list[int], bool]:
     except ValueError as exc:
         raise ConfigError(f"scene graph {spec!r}: arguments must be integers") from exc
     if kind == "retrieval" and len(args) != 2:
-        raise ConfigError(f"scene graph {spec!r}: retrieval needs two numbers, e.g. retrieval-20-10")
+        raise ConfigError(f"scene graph {spec!r}: retrieval needs two numbers, "
+                          "e.g. retrieval-20-10")
     if any(a < 0 for a in args):
         raise ConfigError(f"scene graph {spec!r}: arguments must be >= 0")
     return kind, args, cyclic
@@ -138,8 +139,8 @@ def make_pairs(num_images: int, scene_graph: str = "complete", symmetrize: bool 
 
     Args:
         num_images: N, images are ``0..N-1`` in sequence order.
-        scene_graph: ``complete``, ``swin-N``, ``logwin-N`` (either with ``-noncyclic``), ``oneref-I``,
-            ``retrieval-Na-k``.
+        scene_graph: ``complete``, ``swin-N``, ``logwin-N`` (either with ``-noncyclic``),
+            ``oneref-I``, ``retrieval-Na-k``.
         symmetrize: append ``(j, i)`` for every ``(i, j)``.
         sim: (N, N) retrieval similarity, required by ``retrieval-*``.
         seed: seed of the first key image of ``retrieval-*``.

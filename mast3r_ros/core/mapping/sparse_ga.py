@@ -115,7 +115,7 @@ class SparseSceneOptimizer:
     """Holds the parameters of one alignment and runs its two stages.
 
     Args:
-        problem: flattened canonical data (:func:`~mast3r_ros.core.mapping.canonical.build_problem`).
+        problem: flattened canonical data (:func:`.canonical.build_problem`).
         tree: kinematic tree over the images.
         cfg: mapping configuration (learning rates, iterations, losses, thresholds).
         known: optional known intrinsics / poses.
@@ -154,9 +154,10 @@ class SparseSceneOptimizer:
         self._split_losses(p)
         shared = cfg.shared_intrinsics
         w = torch.ones(n, dtype=dt, device=dev) / n
-        self.pp_rel = torch.nn.Parameter((w @ self.pp0_rel)[None] if shared else self.pp0_rel.clone())
-        self.log_f = torch.nn.Parameter((w @ self.base_f).log()[None] if shared else self.base_f.log())
-        self.quat = torch.nn.Parameter(torch.tensor([0, 0, 0, 1.0], dtype=dt, device=dev).repeat(n, 1))
+        P = torch.nn.Parameter
+        self.pp_rel = P((w @ self.pp0_rel)[None] if shared else self.pp0_rel.clone())
+        self.log_f = P((w @ self.base_f).log()[None] if shared else self.base_f.log())
+        self.quat = P(torch.tensor([0, 0, 0, 1.0], dtype=dt, device=dev).repeat(n, 1))
         self.trans = torch.nn.Parameter(torch.zeros(n, 3, dtype=dt, device=dev))
         self.log_size = torch.nn.Parameter(torch.zeros(n, dtype=dt, device=dev))
         self.core = torch.nn.Parameter(core / self.med[self.anchor_img])
@@ -198,7 +199,8 @@ class SparseSceneOptimizer:
         if self.has_fb:
             cam = torch.cat(fb_cam)
             order = torch.argsort(cam, stable=True)
-            self.fb_idx, self.fb_tgt = torch.cat(fb_idx)[order].to(d), torch.cat(fb_tgt)[order].to(d)
+            self.fb_idx = torch.cat(fb_idx)[order].to(d)
+            self.fb_tgt = torch.cat(fb_tgt)[order].to(d)
             self.fb_conf = torch.cat(fb_conf)[order].to(d)
             self.fb_counts = torch.bincount(cam, minlength=self.n).tolist()
         logger.info("alignment: %d/%d pairs use matches (%d matches), %d fall back to regression",
@@ -345,8 +347,9 @@ class SparseSceneOptimizer:
         if fixed_k and len(kn.K) != self.n and not self.cfg.shared_intrinsics:
             self._k_mask = torch.zeros(self.n, dtype=torch.bool, device=self.dev)
             self._k_mask[sorted(kn.K)] = True
-        self.log_f.requires_grad_(fine and not (fixed_k and len(kn.K) == self.n))
-        self.pp_rel.requires_grad_(fine and self.cfg.opt_pp and not (fixed_k and len(kn.K) == self.n))
+        all_fixed = fixed_k and len(kn.K) == self.n
+        self.log_f.requires_grad_(fine and not all_fixed)
+        self.pp_rel.requires_grad_(fine and self.cfg.opt_pp and not all_fixed)
         self.core.requires_grad_(fine and self.cfg.opt_depth)
         if fine and fixed_k and len(kn.K) != self.n and not self.cfg.shared_intrinsics:
             keep = (~self._k_mask).to(self.dt)
@@ -385,7 +388,8 @@ class SparseSceneOptimizer:
         starts = np.searchsorted(a0, np.arange(self.n + 1))
         return AlignmentResult(
             K=K.cpu().numpy(), T_world_cam=cam2w.cpu().numpy(),
-            anchor_depth=[depth[starts[k]:starts[k + 1]].float().cpu().numpy() for k in range(self.n)],
+            anchor_depth=[depth[starts[k]:starts[k + 1]].float().cpu().numpy()
+                          for k in range(self.n)],
             pts3d=[pts[self.pt_start[k]:self.pt_start[k + 1]].float().cpu().numpy()
                    for k in range(self.n)],
             loss_coarse=l1, loss_fine=l2, tree=self.tree)

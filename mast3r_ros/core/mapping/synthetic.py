@@ -51,7 +51,8 @@ def make_cameras(n: int, rng: np.random.Generator, extent: float = 3.0) -> np.nd
         yaw = 0.35 * u[k] + rng.normal(0, 0.05)
         pitch = rng.normal(0, 0.05)
         T[k, :3, :3] = _rot_y(yaw) @ _rot_x(pitch)
-        T[k, :3, 3] = [extent * u[k], rng.normal(0, 0.2), 0.8 * np.sin(2 * u[k]) + rng.normal(0, 0.2)]
+        T[k, :3, 3] = [extent * u[k], rng.normal(0, 0.2),
+                       0.8 * np.sin(2 * u[k]) + rng.normal(0, 0.2)]
     return T
 
 
@@ -120,7 +121,8 @@ def pointmap_pair(i: int, j: int, T: np.ndarray, K: np.ndarray, depth: np.ndarra
     s = float(np.exp(rng.normal(0, scale_sigma)))
 
     def noisy(X):
-        return (X * s * (1 + depth_noise * rng.standard_normal(X.shape[:2] + (1,)))).astype(np.float32)
+        eps = rng.standard_normal(X.shape[:2] + (1,))
+        return (X * s * (1 + depth_noise * eps)).astype(np.float32)
 
     def smooth_conf(k):  # per-pixel random weights would mix the pair scales pixel by pixel
         H, W = depth[k].shape

@@ -2,8 +2,9 @@
 
 Same pairs, in the same order, as MASt3R's ``fast_reciprocal_NNs`` (``mast3r/fast_nn.py``), but
 
-* the walk runs entirely on the descriptors' device (torch index arithmetic, no numpy book-keeping;
-  the only host transfers are the scalar loop tests and nothing else),
+* the walk runs entirely on the descriptors' device (torch index arithmetic, no numpy book-keeping);
+  per iteration only a few scalar sizes reach the host (``nonzero``/``unique`` on CUDA synchronise),
+  the index arrays themselves never leave the device,
 * every nearest-neighbour search is exact and memory-bounded (:mod:`.nn`): a 512x384 pair never
   builds the 196k x 196k distance matrix,
 * nearest neighbours are cached per pixel: a pixel queried in an earlier iteration (or by another

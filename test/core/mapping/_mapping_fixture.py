@@ -20,7 +20,8 @@ def fixture_pairs(npz: np.lib.npyio.NpzFile) -> list[PairData]:
         seen.add(frozenset((a, b)))
         f, g, c = f"cache__fwd_{a}{b}__", f"cache__fwd_{b}{a}__", f"cache__corres_{a}{b}__"
         out.append(PairData(
-            i=a, j=b, X_i_in_i=npz[f + "X_a_in_a"], C_i=npz[f + "C_a"], X_j_in_i=npz[f + "X_b_in_a"],
+            i=a, j=b, X_i_in_i=npz[f + "X_a_in_a"], C_i=npz[f + "C_a"],
+            X_j_in_i=npz[f + "X_b_in_a"],
             C_j_in_i=npz[f + "C_b_in_a"], X_j_in_j=npz[g + "X_a_in_a"], C_j=npz[g + "C_a"],
             X_i_in_j=npz[g + "X_b_in_a"], C_i_in_j=npz[g + "C_b_in_a"], xy_i=npz[c + "xy_a"],
             xy_j=npz[c + "xy_b"], conf=npz[c + "conf"], score=npz[c + "score"]))

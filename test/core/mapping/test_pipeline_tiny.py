@@ -170,3 +170,21 @@ def test_rosbag_reader(fx, tmp_path):
 
     with pytest.raises(InputError, match="no image topic"):
         _read_bag(tmp_path / "bag_rgb8", "/other")
+
+
+def test_build_map_with_known_intrinsics_and_poses(computed, fx, cache_dir, tiny_checkpoint):
+    from mast3r_ros.core.backends.mast3r import checkpoint_id
+    from mast3r_ros.core.mapping.build import build_map
+
+    cfg = MappingConfig(scene_graph="complete", niter1=10, niter2=10, matching_conf_thr=0.0,
+                        cache_dir=str(cache_dir), device="cpu")
+    K = np.array([[30.0, 0, 31.5], [0, 30.0, 23.5], [0, 0, 1]])  # 64x48 originals: no rescale
+    poses = [np.eye(4), None, np.eye(4)]
+    poses[2][:3, 3] = [1.0, 0.0, 0.0]
+    res = build_map(_uint8_images(fx), _NoNetwork(), cfg, model_id=checkpoint_id(tiny_checkpoint),
+                    image_size=64, K=K, poses=poses, intrinsics_mode="fixed", poses_mode="prior")
+    np.testing.assert_allclose(res.alignment.K, np.stack([K] * 3), atol=1e-4)
+    T = res.alignment.T_world_cam
+    np.testing.assert_allclose(T[0], np.eye(4), atol=1e-5)  # first known camera is the anchor
+    assert np.linalg.norm(T[2, :3, 3] - T[0, :3, 3]) == pytest.approx(1.0, rel=1e-5)  # its scale
+    assert [kf.stamp for kf in res.kmap.keyframes] == [0.0, 1.0, 2.0]
