@@ -17,7 +17,6 @@ Topics (relative names, remap as usual): in ``image``, ``image/compressed``, ``c
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 import traceback
@@ -25,15 +24,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import numpy as np
-import rclpy
-from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseWithCovarianceStamped
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from sensor_msgs.msg import PointCloud2
 from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
@@ -43,9 +37,10 @@ from mast3r_ros.core.errors import ConfigError, InputError, Mast3rRosError
 from mast3r_ros.core.types import Frame, LocalizationResult
 from mast3r_ros.msg import LocalizationStatus
 from mast3r_ros.ros import outputs
-from mast3r_ros.ros.conversions import (K_for_image, camera_info_to_K, compressed_to_rgb,
-                                        image_to_rgb, points_to_cloud, pose_to_matrix,
-                                        stamp_to_sec)
+from mast3r_ros.ros.conversions import (compressed_to_rgb, image_to_rgb, points_to_cloud,
+                                        pose_to_matrix, stamp_to_sec)
+from mast3r_ros.ros.frame_node import (LATCHED_QOS as _LATCHED, THROTTLE_S as _THROTTLE_S,
+                                       FrameNodeMixin, run_lifecycle_main)
 from mast3r_ros.ros.localizer_services import LocalizerServicesMixin
 from mast3r_ros.ros.params import config_from_values, declare_spec, iter_param_specs
 from mast3r_ros.ros.tf_bridge import OdomSource, TfBroadcaster
@@ -57,9 +52,6 @@ __all__ = ["LocalizerNode", "main"]
 
 LocalizerFactory = Callable[[LocalizerConfig, str], Any]
 MapLoader = Callable[[str, Any], Any]
-_LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
-_THROTTLE_S = 2.0
 
 
 def _real_factory(config: LocalizerConfig, map_path: str) -> Any:
@@ -86,7 +78,7 @@ class _Pending:
     recv_sec: float     # ROS clock at the callback (seconds)
 
 
-class LocalizerNode(LocalizerServicesMixin, LifecycleNode):
+class LocalizerNode(LocalizerServicesMixin, FrameNodeMixin, LifecycleNode):
     """Lifecycle node localizing camera frames in a keyframe map (see module docstring).
 
     Args:
@@ -114,27 +106,16 @@ class LocalizerNode(LocalizerServicesMixin, LifecycleNode):
             self.config_error = str(exc)
             self.get_logger().error(f"invalid parameters: {exc}")
         self.add_on_set_parameters_callback(self._on_set_parameters)
-        self._io_group = MutuallyExclusiveCallbackGroup()
-        self._work_group = MutuallyExclusiveCallbackGroup()
-        self._srv_group = MutuallyExclusiveCallbackGroup()
-        self._slot_lock, self._loc_lock = threading.Lock(), threading.Lock()
-        self._work_lock = threading.Lock()  # held while a frame is processed; cleanup waits on it
-        self._pending: Optional[_Pending] = None
+        self._init_frame_node()  # io/work/srv groups, slot and work locks, _pending, _active, ...
+        self._loc_lock = threading.Lock()
         self._localizer: Any = None
-        self._active = False
-        self._entities: list[Any] = []
-        self._camera_info: Optional[CameraInfo] = None
         self._prior: Optional[np.ndarray] = None
         self._last_stamp: Optional[float] = None
         self.counters = outputs.NodeCounters()
         self.last_times = outputs.FrameTimes()
         self.times_history: list[outputs.FrameTimes] = []
         self.last_result: Optional[LocalizationResult] = None
-        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self._diag_timer = self.create_timer(self.cfg.diagnostics_period, self._publish_diagnostics,
-                                             callback_group=self._srv_group)
-        self._wakeup = self.create_guard_condition(self._on_work, callback_group=self._work_group)
-        self._safety_timer = self.create_timer(0.1, self._on_work, callback_group=self._work_group)
+        self._create_frame_timers(self.cfg.diagnostics_period)
         self.create_service(Trigger, "localize", self._srv_localize, callback_group=self._srv_group)
         self.create_service(Trigger, "reset", self._srv_reset, callback_group=self._srv_group)
         self.create_service(LoadMap, "load_map", self._srv_load_map,
@@ -182,11 +163,6 @@ class LocalizerNode(LocalizerServicesMixin, LifecycleNode):
             self.get_logger().warning("backend=sift: classical SIFT baseline, not MASt3R")
         return TransitionCallbackReturn.SUCCESS
 
-    def _fail_transition(self, reason: str) -> TransitionCallbackReturn:
-        self.get_logger().error(reason)
-        self.counters.last_state, self.counters.last_reason = "error", reason
-        return TransitionCallbackReturn.FAILURE
-
     def _create_io(self) -> None:
         c, g = self.cfg, self._io_group
         self._pose_pub = self.create_lifecycle_publisher(PoseWithCovarianceStamped, "pose", 10)
@@ -197,18 +173,9 @@ class LocalizerNode(LocalizerServicesMixin, LifecycleNode):
         self._kf_pub = self.create_lifecycle_publisher(MarkerArray, "keyframes", _LATCHED)
         self._entities = [self._pose_pub, self._status_pub, self._inliers_pub, self._map_pub,
                           self._kf_pub]
-        subs = [
-            self.create_subscription(Image, "image", lambda m: self._on_image(m, False),
-                                     qos_profile_sensor_data, callback_group=g),
-            self.create_subscription(CompressedImage, "image/compressed",
-                                     lambda m: self._on_image(m, True), qos_profile_sensor_data,
-                                     callback_group=g),
-            self.create_subscription(CameraInfo, "camera_info", self._on_camera_info,
-                                     qos_profile_sensor_data, callback_group=g),
+        self._subs = self._frame_subscriptions(g, "image", "image/compressed", "camera_info") + [
             self.create_subscription(PoseWithCovarianceStamped, "initialpose",
-                                     self._on_initialpose, 10, callback_group=g),
-        ]
-        self._subs = subs
+                                     self._on_initialpose, 10, callback_group=g)]
         self._tf_out = TfBroadcaster(self)
         self._odom = OdomSource(self, c.odom_frame, c.base_frame, c.odom_topic, g)
 
@@ -223,56 +190,15 @@ class LocalizerNode(LocalizerServicesMixin, LifecycleNode):
             self.get_logger().warning(f"cannot publish the map visualisation: {exc}")
         return ret
 
-    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._active = False
-        with self._slot_lock:
-            self._pending = None
-        self.counters.last_state = "inactive"
-        return super().on_deactivate(state)
-
-    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._release()
-        self.counters.last_state = self.counters.last_reason = "unconfigured"
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._release()
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._release()
-        return TransitionCallbackReturn.SUCCESS
-
-    def _release(self) -> None:
-        self._active = False
-        with self._work_lock:  # let an in-flight frame finish before its publishers go
-            self._destroy_io()
-
-    def _destroy_io(self) -> None:
-        for pub in self._entities:
-            self.destroy_lifecycle_publisher(pub)
-        for sub in getattr(self, "_subs", []):
-            self.destroy_subscription(sub)
-        self._entities, self._subs = [], []
+    def _release_resources(self) -> None:
         with self._loc_lock:
             self._localizer = None
-        self._camera_info, self._prior, self._last_stamp, self._pending = None, None, None, None
+        self._prior, self._last_stamp = None, None
 
     # ------------------------------------------------------------------ inputs
-    def _on_image(self, msg: Any, compressed: bool) -> None:
-        if not self._active:
-            return
-        pending = _Pending(msg, compressed, time.monotonic(),
-                           self.get_clock().now().nanoseconds * 1e-9)
-        with self._slot_lock:
-            self.counters.received += 1
-            if self._pending is not None:
-                self.counters.dropped += 1  # newest frame wins
-            self._pending = pending
-        self._wakeup.trigger()
-
-    def _on_camera_info(self, msg: CameraInfo) -> None:
-        self._camera_info = msg
+    def _make_pending(self, msg: Any, compressed: bool) -> _Pending:
+        return _Pending(msg, compressed, time.monotonic(),
+                        self.get_clock().now().nanoseconds * 1e-9)
 
     def _on_initialpose(self, msg: PoseWithCovarianceStamped) -> None:
         try:
@@ -284,16 +210,6 @@ class LocalizerNode(LocalizerServicesMixin, LifecycleNode):
             self.get_logger().warning(f"ignoring initialpose: {exc}")
 
     # ------------------------------------------------------------------ processing
-    def _on_work(self) -> None:
-        while True:
-            with self._slot_lock:
-                pending, self._pending = self._pending, None
-            if pending is None or not self._active:
-                return
-            with self._work_lock:
-                if self._active:
-                    self._process(pending)
-
     def _to_frame(self, p: _Pending) -> Frame:
         c = self.cfg
         rgb = (compressed_to_rgb(p.msg, c.max_image_pixels) if p.compressed
@@ -304,12 +220,8 @@ class LocalizerNode(LocalizerServicesMixin, LifecycleNode):
             self._prior = None
             raise InputError(f"image stamp went back by {last - stamp:.3f} s (bag loop or clock "
                              "jump?): frame skipped, tracking state reset")
-        K = None
-        info = self._camera_info
-        if info is not None:
-            K = K_for_image(camera_info_to_K(info), (int(info.width), int(info.height)),
-                            (rgb.shape[1], rgb.shape[0]))
-        elif c.require_camera_info:
+        K = self._camera_K(rgb)
+        if K is None and c.require_camera_info:
             raise NotReadyError("waiting for camera_info (set require_camera_info:=false to let "
                                 "the backend estimate K)")
         return Frame(rgb=rgb, K=K, stamp=stamp, frame_id=c.camera_frame or p.msg.header.frame_id,
@@ -404,22 +316,7 @@ class LocalizerNode(LocalizerServicesMixin, LifecycleNode):
 
 def main(args: Optional[list[str]] = None) -> int:
     """Run the node (``ros2 run mast3r_ros localizer``); ``autostart:=true`` self-activates."""
-    logging.basicConfig(level=logging.INFO, format="[%(levelname)s] [%(name)s]: %(message)s")
-    rclpy.init(args=args)
-    node = LocalizerNode()
-    executor = MultiThreadedExecutor(num_threads=4)
-    executor.add_node(node)
-    try:
-        if node.cfg.autostart and node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
-            node.trigger_activate()
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_lifecycle_main(LocalizerNode, args)
 
 
 if __name__ == "__main__":

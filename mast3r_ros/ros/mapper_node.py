@@ -27,7 +27,6 @@ Topics (relative names): in ``image``, ``image/compressed``, ``camera_info``, ``
 
 from __future__ import annotations
 
-import logging
 import tempfile
 import threading
 import traceback
@@ -35,24 +34,22 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import numpy as np
-import rclpy
-from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Path
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from sensor_msgs.msg import PointCloud2
 from std_srvs.srv import Trigger
 
 from mast3r_ros.core.config import (KeyframeSelectionConfig, LocalizerConfig, MapperNodeConfig,
                                     MappingConfig, ModelConfig)
 from mast3r_ros.core.errors import ConfigError, InputError, Mast3rRosError
 from mast3r_ros.core.mapping.keyframe_selection import KeyframeDecision, KeyframeSelector
-from mast3r_ros.ros.conversions import (K_for_image, camera_info_to_K, compressed_to_rgb,
-                                        image_to_rgb, stamp_to_sec)
+from mast3r_ros.ros.conversions import compressed_to_rgb, image_to_rgb, stamp_to_sec
+from mast3r_ros.ros.frame_node import (LATCHED_QOS as _LATCHED, THROTTLE_S as _THROTTLE_S,
+                                       FrameNodeMixin, run_lifecycle_main)
 from mast3r_ros.ros.mapper_services import MapperServicesMixin
+from mast3r_ros.ros.outputs import FrameCounters
 from mast3r_ros.ros.params import config_from_values, declare_spec, iter_param_specs
 from mast3r_ros.ros.tf_bridge import OdomSource
 from mast3r_ros.ros.transforms import xyzquat_to_matrix
@@ -65,9 +62,6 @@ SECTIONS: tuple[tuple[str, type], ...] = (("", MapperNodeConfig), ("model.", Mod
                                           ("mapping.", MappingConfig),
                                           ("keyframes.", KeyframeSelectionConfig))
 BackendFactory = Callable[[ModelConfig], Any]
-_LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
-_THROTTLE_S = 2.0
 
 
 def _real_backend(model: ModelConfig) -> Any:
@@ -87,15 +81,10 @@ class _Stored:
 
 
 @dataclass
-class MapperCounters:
-    """Frame and build counters since configure."""
+class MapperCounters(FrameCounters):
+    """Frame and build counters of the mapper since configure."""
 
-    received: int = 0
-    dropped: int = 0
-    processed: int = 0
-    rejected: int = 0
     keyframes_refused: int = 0
-    errors: int = 0
     builds: int = 0
     pairs_ready: int = 0
     last_build_s: float = float("nan")
@@ -103,7 +92,7 @@ class MapperCounters:
     last_reason: str = "not configured"
 
 
-class MapperNode(MapperServicesMixin, LifecycleNode):
+class MapperNode(MapperServicesMixin, FrameNodeMixin, LifecycleNode):
     """Lifecycle node selecting keyframes and building maps (see module docstring).
 
     Args:
@@ -130,22 +119,14 @@ class MapperNode(MapperServicesMixin, LifecycleNode):
             self.config_error = str(exc)
             self.get_logger().error(f"invalid parameters: {exc}")
         self.add_on_set_parameters_callback(self._on_set_parameters)
-        self._io_group = MutuallyExclusiveCallbackGroup()
-        self._work_group = MutuallyExclusiveCallbackGroup()
+        self._init_frame_node()  # io/work/srv groups, slot and work locks, _pending, _active, ...
         self._build_group = MutuallyExclusiveCallbackGroup()
-        self._srv_group = MutuallyExclusiveCallbackGroup()
         self._pairs_group = MutuallyExclusiveCallbackGroup()
-        self._slot_lock, self._kf_lock = threading.Lock(), threading.Lock()
-        self._work_lock, self._build_lock = threading.Lock(), threading.Lock()
+        self._kf_lock, self._build_lock = threading.Lock(), threading.Lock()
         self._engine_lock = threading.Lock()  # one network user at a time (pairs or alignment)
         self._pair_todo: list[tuple[np.ndarray, np.ndarray]] = []  # image pairs to pre-compute
         self._tmp_cache: Optional[tempfile.TemporaryDirectory] = None
-        self._pending: Optional[tuple[Any, bool]] = None
         self._backend: Any = None
-        self._active = False
-        self._entities: list[Any] = []
-        self._subs: list[Any] = []
-        self._camera_info: Optional[CameraInfo] = None
         self._odom: Optional[OdomSource] = None
         self.keyframes: list[_Stored] = []
         self.selector = KeyframeSelector(self.kf_cfg)
@@ -153,11 +134,7 @@ class MapperNode(MapperServicesMixin, LifecycleNode):
         self.kmap: Any = None            # the last built KeyframeMap
         self._built_count = 0            # keyframes used by the last build
         self.counters = MapperCounters()
-        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_timer(self.cfg.diagnostics_period, self._publish_diagnostics,
-                          callback_group=self._srv_group)
-        self._wakeup = self.create_guard_condition(self._on_work, callback_group=self._work_group)
-        self.create_timer(0.1, self._on_work, callback_group=self._work_group)
+        self._create_frame_timers(self.cfg.diagnostics_period)
         self._pairs_wakeup = self.create_guard_condition(self._on_pairs,
                                                          callback_group=self._pairs_group)
         if self.cfg.build_period > 0:
@@ -191,15 +168,16 @@ class MapperNode(MapperServicesMixin, LifecycleNode):
     # ------------------------------------------------------------------ lifecycle
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         if self.config_error:
-            return self._fail(f"invalid parameters: {self.config_error}")
+            return self._fail_transition(f"invalid parameters: {self.config_error}")
         try:
             self._backend = self._backend_factory(self.model_cfg)
         except Mast3rRosError as exc:
-            return self._fail(f"cannot load the MASt3R model (the mapper needs it): {exc}")
+            return self._fail_transition(f"cannot load the MASt3R model (the mapper needs it): "
+                                         f"{exc}")
         except Exception as exc:  # noqa: BLE001 - report, stay unconfigured
             self.get_logger().error(traceback.format_exc())
-            return self._fail(f"internal error while loading the model: "
-                              f"{type(exc).__name__}: {exc}")
+            return self._fail_transition(f"internal error while loading the model: "
+                                         f"{type(exc).__name__}: {exc}")
         if self.cfg.incremental_pairs > 0 and not self.map_cfg.cache_dir:
             self._tmp_cache = tempfile.TemporaryDirectory(prefix="mast3r_mapper_pairs_")
         self._create_io()
@@ -210,25 +188,12 @@ class MapperNode(MapperServicesMixin, LifecycleNode):
                                f"{self._odom.channel if self._odom else 'none'}")
         return TransitionCallbackReturn.SUCCESS
 
-    def _fail(self, reason: str) -> TransitionCallbackReturn:
-        self.get_logger().error(reason)
-        self.counters.last_state, self.counters.last_reason = "error", reason
-        return TransitionCallbackReturn.FAILURE
-
     def _create_io(self) -> None:
         g = self._io_group
         self._path_pub = self.create_lifecycle_publisher(Path, "keyframe_path", _LATCHED)
         self._cloud_pub = self.create_lifecycle_publisher(PointCloud2, "map_cloud", _LATCHED)
         self._entities = [self._path_pub, self._cloud_pub]
-        self._subs = [
-            self.create_subscription(Image, "image", lambda m: self._on_image(m, False),
-                                     qos_profile_sensor_data, callback_group=g),
-            self.create_subscription(CompressedImage, "image/compressed",
-                                     lambda m: self._on_image(m, True), qos_profile_sensor_data,
-                                     callback_group=g),
-            self.create_subscription(CameraInfo, "camera_info", self._on_camera_info,
-                                     qos_profile_sensor_data, callback_group=g),
-        ]
+        self._subs = self._frame_subscriptions(g, "image", "image/compressed", "camera_info")
         c = self.cfg
         self._odom = OdomSource(self, c.odom_frame, c.base_frame, c.odom_topic, g)
 
@@ -241,39 +206,15 @@ class MapperNode(MapperServicesMixin, LifecycleNode):
             self._publish_map(self.kmap, [k.stamp for k in self.keyframes[:self._built_count]])
         return ret
 
-    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._active = False
-        with self._slot_lock:
-            self._pending = None
-        self.counters.last_state = "inactive"
-        return super().on_deactivate(state)
+    def _release_locks(self) -> tuple[Any, ...]:
+        return (self._work_lock, self._build_lock, self._engine_lock)  # let running work finish
 
-    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._release()
-        self.counters.last_state = self.counters.last_reason = "unconfigured"
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._release()
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._release()
-        return TransitionCallbackReturn.SUCCESS
-
-    def _release(self) -> None:
-        self._active = False
-        with self._work_lock, self._build_lock, self._engine_lock:  # let running work finish
-            for pub in self._entities:
-                self.destroy_lifecycle_publisher(pub)
-            for sub in self._subs:
-                self.destroy_subscription(sub)
-            self._entities, self._subs, self._backend, self.kmap = [], [], None, None
-            self._camera_info, self._pending = None, None
-            self._clear_keyframes()
-            if self._tmp_cache is not None:
-                self._tmp_cache.cleanup()
-                self._tmp_cache = None
+    def _release_resources(self) -> None:
+        self._backend, self.kmap = None, None
+        self._clear_keyframes()
+        if self._tmp_cache is not None:
+            self._tmp_cache.cleanup()
+            self._tmp_cache = None
 
     def _clear_keyframes(self) -> None:
         with self._kf_lock:
@@ -287,33 +228,10 @@ class MapperNode(MapperServicesMixin, LifecycleNode):
         return self._tmp_cache.name
 
     # ------------------------------------------------------------------ inputs
-    def _on_image(self, msg: Any, compressed: bool) -> None:
-        if not self._active:
-            return
-        with self._slot_lock:
-            self.counters.received += 1
-            if self._pending is not None:
-                self.counters.dropped += 1  # newest frame wins
-            self._pending = (msg, compressed)
-        self._wakeup.trigger()
-
-    def _on_camera_info(self, msg: CameraInfo) -> None:
-        self._camera_info = msg
-
-    def _on_work(self) -> None:
-        while True:
-            with self._slot_lock:
-                pending, self._pending = self._pending, None
-            if pending is None or not self._active:
-                return
-            with self._work_lock:
-                if self._active:
-                    self._process(*pending)
-
-    def _process(self, msg: Any, compressed: bool) -> None:
+    def _process(self, pending: tuple[Any, bool]) -> None:
         c = self.counters
         try:
-            self._select(msg, compressed)
+            self._select(*pending)
             c.processed += 1
         except Mast3rRosError as exc:
             c.rejected += 1
@@ -328,11 +246,8 @@ class MapperNode(MapperServicesMixin, LifecycleNode):
         cfg, c = self.cfg, self.counters
         rgb = (compressed_to_rgb(msg, cfg.max_image_pixels) if compressed
                else image_to_rgb(msg, cfg.max_image_pixels))
-        info, K = self._camera_info, None
-        if info is not None:
-            K = K_for_image(camera_info_to_K(info), (int(info.width), int(info.height)),
-                            (rgb.shape[1], rgb.shape[0]))
-        elif cfg.require_camera_info:
+        K = self._camera_K(rgb)
+        if K is None and cfg.require_camera_info:
             raise InputError("waiting for camera_info (set require_camera_info:=false to let the "
                              "alignment estimate the focal length)")
         T = None
@@ -365,22 +280,7 @@ class MapperNode(MapperServicesMixin, LifecycleNode):
 
 def main(args: Optional[list[str]] = None) -> int:
     """Run the node (``ros2 run mast3r_ros mapper``); ``autostart:=true`` self-activates."""
-    logging.basicConfig(level=logging.INFO, format="[%(levelname)s] [%(name)s]: %(message)s")
-    rclpy.init(args=args)
-    node = MapperNode()
-    executor = MultiThreadedExecutor(num_threads=4)
-    executor.add_node(node)
-    try:
-        if node.cfg.autostart and node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
-            node.trigger_activate()
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_lifecycle_main(MapperNode, args)
 
 
 if __name__ == "__main__":

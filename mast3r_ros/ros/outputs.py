@@ -21,8 +21,8 @@ from mast3r_ros.core.types import LocalizationResult
 from mast3r_ros.msg import LocalizationStatus
 from mast3r_ros.ros.conversions import covariance_to_ros, matrix_to_pose, matrix_to_transform
 
-__all__ = ["FrameTimes", "NodeCounters", "status_msg", "pose_msg", "transform_msg",
-           "keyframe_markers", "diagnostics_msg"]
+__all__ = ["FrameCounters", "FrameTimes", "NodeCounters", "status_msg", "pose_msg",
+           "transform_msg", "keyframe_markers", "diagnostics_msg"]
 
 #: rotates a marker's x axis (arrow direction) onto the camera's optical z axis
 _R_X_TO_Z = np.array([[0.0, 0.0, -1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
@@ -42,15 +42,22 @@ class FrameTimes:
 
 
 @dataclass
-class NodeCounters:
-    """Frame counters since activation."""
+class FrameCounters:
+    """Frame counters every camera-driven node keeps (subclasses add theirs, and ``last_state`` /
+    ``last_reason`` strings with their own defaults)."""
 
-    received: int = 0
+    received: int = 0   # image messages taken while active
+    dropped: int = 0    # overwritten in the slot before processing (newest frame wins)
     processed: int = 0
-    dropped: int = 0
-    localized: int = 0
     rejected: int = 0
-    errors: int = 0
+    errors: int = 0     # unexpected exceptions (not bad input)
+
+
+@dataclass
+class NodeCounters(FrameCounters):
+    """Frame counters of the localizer since activation."""
+
+    localized: int = 0
     last_reason: str = "no frame yet"
     last_state: str = "inactive"
     last_overhead: list[float] = field(default_factory=list)
