@@ -184,12 +184,41 @@ class Mast3rBackend:
         score = torch.minimum(c1, c2).float()
         keep = score >= self.cfg.desc_conf_threshold
         xy1, xy2, score = xy1[keep], xy2[keep], score[keep]
-        if score.numel() > self.cfg.max_matches:
-            top = torch.topk(score, self.cfg.max_matches).indices
-            xy1, xy2, score = xy1[top], xy2[top], score[top]
-        return Matches(q.transform.to_original(xy1.cpu().numpy()),
-                       r.transform.to_original(xy2.cpu().numpy()),
-                       score.cpu().numpy().astype(np.float64), kf_id)
+        xy_q = q.transform.to_original(xy1.cpu().numpy())
+        xy_r = r.transform.to_original(xy2.cpu().numpy())
+        score_np = score.cpu().numpy().astype(np.float64)
+        if self.cfg.coarse_to_fine and max(*q.rgb.shape[:2], *r.rgb.shape[:2]) > self.image_size:
+            xy_q, xy_r, score_np = self._refine(q, r, xy_q, xy_r, score_np)
+        if score_np.size > self.cfg.max_matches:
+            top = np.argsort(-score_np, kind="stable")[: self.cfg.max_matches]
+            xy_q, xy_r, score_np = xy_q[top], xy_r[top], score_np[top]
+        return Matches(xy_q, xy_r, score_np, kf_id)
+
+    def _refine(self, q: _Encoded, r: _Encoded, xy_q: np.ndarray, xy_r: np.ndarray,
+                score: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Coarse-to-fine: re-match full-resolution crops chosen from the coarse matches.
+
+        Args:
+            q, r: query and keyframe encodings (their ``rgb`` is the full-resolution image).
+            xy_q, xy_r: (N, 2) coarse matches in original pixels; ``score`` (N,) their confidence.
+
+        Returns:
+            (xy_q, xy_r, score) refined in original pixels, or the coarse ones when no crop pair
+            holds enough coarse matches.
+        """
+        from mast3r_ros.core.matching import coarse_to_fine_match
+
+        t0 = time.perf_counter()
+        res = coarse_to_fine_match(self.engine, q.rgb, r.rgb, size=self.image_size,
+                                   subsample=self.cfg.subsample, overlap=self.cfg.c2f_overlap,
+                                   max_crop_pairs=self.cfg.c2f_max_crop_pairs,
+                                   coarse=(xy_q, xy_r),
+                                   conf_threshold=self.cfg.desc_conf_threshold)
+        self.timings["coarse_to_fine"] = (self.timings.get("coarse_to_fine", 0.0)
+                                          + time.perf_counter() - t0)
+        if not res.refined:
+            return xy_q, xy_r, score
+        return res.xy_q, res.xy_r, res.conf.astype(np.float64)
 
     def match(self, frame: Frame, keyframes: Sequence[Keyframe]) -> list[Matches]:
         """Decode the query against the keyframes (batched per image shape) and run FRM."""

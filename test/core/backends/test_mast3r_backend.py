@@ -144,3 +144,21 @@ def test_cuda_plumbing(tiny_checkpoint, kmap, rng) -> None:
     be.global_descriptor(frame)
     ms = be.match(frame, kmap.keyframes)
     assert all(len(m) > 0 and np.all(np.isfinite(m.xy_query)) for m in ms)
+
+
+def test_coarse_to_fine_refines_large_images(tiny_checkpoint, kmap, rng) -> None:
+    """With coarse_to_fine on, images above the network size are re-matched on full-res crops."""
+    cfg = LocalizerConfig(backend="mast3r", model=ModelConfig(
+        checkpoint=str(tiny_checkpoint), device="cpu", image_size=64),
+        matching=MatchingConfig(desc_conf_threshold=0.0, subsample=2, coarse_to_fine=True,
+                                c2f_max_crop_pairs=2))
+    be = Mast3rBackend.from_config(cfg)
+    be.prepare_map(kmap)
+    frame = Frame(_img(rng, 144, 192), intrinsics_from_focal(160.0, 192, 144))  # 3x the network
+    be.global_descriptor(frame)
+    m = be.match(frame, kmap.keyframes[:1])[0]
+    assert "coarse_to_fine" in be.timings
+    assert len(m) > 0 and np.all((m.xy_query >= 0) & (m.xy_query <= [191, 143]))
+    net = be._query[1].transform.to_network(m.xy_query)
+    # coarse matches sit on integer network pixels; crop matches (3x finer) mostly do not
+    assert np.mean(np.all(np.abs(net - np.rint(net)) < 1e-9, axis=1)) < 0.9
