@@ -32,9 +32,13 @@ def engine(tiny_model: Mast3rModel) -> InferenceEngine:
     return InferenceEngine(tiny_model, device="cpu")
 
 
-@pytest.mark.parametrize("k,ref_hw", [(1, (48, 64)), (2, (48, 64)), (3, (64, 48))])
-def test_decode_equals_forward_pair(engine: InferenceEngine, tiny_model: Mast3rModel, k: int,
-                                    ref_hw: tuple[int, int]) -> None:
+@pytest.mark.parametrize("k,ref_hw,chunk", [(1, (48, 64), None), (2, (48, 64), None),
+                                             (3, (64, 48), None), (3, (64, 48), 2),
+                                             (3, (48, 64), 3)])
+def test_decode_equals_forward_pair(tiny_model: Mast3rModel, k: int,
+                                    ref_hw: tuple[int, int], chunk) -> None:
+    """Batched (chunk >= k), one-by-one (CPU default) and mixed chunking all equal forward_pair."""
+    engine = InferenceEngine(tiny_model, device="cpu", decode_chunk=chunk)
     query = _imgs(1, 48, 64, seed=1)
     refs = _imgs(k, *ref_hw, seed=2)
     cache = [engine.encode(refs[i:i + 1]) for i in range(k)]
@@ -159,3 +163,10 @@ def test_cuda_matches_cpu(tiny_model: Mast3rModel, golden_pairs, precision: str)
         assert err <= tol, err
         rel = float(((a.pts3d.cpu() - b.pts3d).abs() / (1 + b.pts3d.abs())).max())
         assert rel <= tol * 10, rel
+
+
+def test_decode_chunk_validation(tiny_model: Mast3rModel) -> None:
+    assert InferenceEngine(tiny_model, device="cpu").decode_chunk == 1  # CPU default
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ConfigError, match="decode_chunk"):
+            InferenceEngine(tiny_model, device="cpu", decode_chunk=bad)
