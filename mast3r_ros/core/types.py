@@ -20,11 +20,27 @@ from typing import Optional
 
 import numpy as np
 
-__all__ = ["Frame", "Matches", "LocalizationResult"]
+__all__ = ["ImageSized", "Frame", "Matches", "LocalizationResult"]
+
+
+class ImageSized:
+    """Mixin for value types holding an ``rgb`` (H, W, 3) image: its size in pixels."""
+
+    rgb: np.ndarray
+
+    @property
+    def height(self) -> int:
+        """H, rows of ``rgb``."""
+        return int(self.rgb.shape[0])
+
+    @property
+    def width(self) -> int:
+        """W, columns of ``rgb``."""
+        return int(self.rgb.shape[1])
 
 
 @dataclass
-class Frame:
+class Frame(ImageSized):
     """One camera image as the core sees it.
 
     Attributes:
@@ -42,14 +58,6 @@ class Frame:
     frame_id: str = "camera"
     depth: Optional[np.ndarray] = None
     T_map_cam_prior: Optional[np.ndarray] = None
-
-    @property
-    def height(self) -> int:
-        return int(self.rgb.shape[0])
-
-    @property
-    def width(self) -> int:
-        return int(self.rgb.shape[1])
 
 
 @dataclass

@@ -12,6 +12,7 @@ import numpy as np
 from mast3r_ros.core.errors import InputError
 from mast3r_ros.core.geometry.camera import depth_to_points, intrinsics_problem
 from mast3r_ros.core.geometry.se3 import transform_points
+from mast3r_ros.core.types import ImageSized
 
 __all__ = ["SCHEMA_VERSION", "Keyframe", "MapMeta", "KeyframeMap"]
 
@@ -20,7 +21,7 @@ SCHEMA_VERSION = 1
 
 
 @dataclass
-class Keyframe:
+class Keyframe(ImageSized):
     """One posed map image.
 
     Attributes:
@@ -70,14 +71,6 @@ class Keyframe:
             if self.pointmap.shape != (h, w, 3):
                 raise InputError(f"keyframe {self.id}: pointmap shape {self.pointmap.shape} != "
                                  f"{(h, w, 3)}")
-
-    @property
-    def height(self) -> int:
-        return int(self.rgb.shape[0])
-
-    @property
-    def width(self) -> int:
-        return int(self.rgb.shape[1])
 
     @property
     def has_3d(self) -> bool:
