@@ -15,12 +15,22 @@ Conventions (stated once, used everywhere):
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
 
-__all__ = ["ImageSized", "Frame", "Matches", "LocalizationResult"]
+from mast3r_ros.core.features import EncoderId, Features
+
+__all__ = ["ImageSized", "Frame", "Timings", "StageTimer", "Encoding", "KeyframeEncoding",
+           "PairMatches", "QueryGeometry", "MatchResult", "LocalizationResult"]
+
+_NAN = float("nan")
 
 
 class ImageSized:
@@ -60,24 +70,183 @@ class Frame(ImageSized):
     T_map_cam_prior: Optional[np.ndarray] = None
 
 
-@dataclass
-class Matches:
-    """2D-2D correspondences between a query image and one reference (keyframe) image.
+@dataclass(frozen=True)
+class Timings:
+    """Seconds spent per stage of one call; NaN when the stage did not run.
+
+    The fields are fixed for every backend, so consumers (status messages, benchmarks) never need
+    to know backend-specific names.
 
     Attributes:
+        preprocess: image -> network input (resize, crop, normalise).
+        encode: encoder pass (MASt3R) or feature extraction (SIFT).
+        retrieval: global-descriptor search.
+        decode: decoder and heads (MASt3R).
+        matching: correspondence search and filtering (FRM, descriptor NN).
+        coarse_to_fine: full-resolution refinement of matches.
+        lift: 2D-3D correspondences from keyframe depth / pointmaps.
+        pose: pose solver (PnP / essential matrix) and refinement.
+        total: the whole call.
+    """
+
+    preprocess: float = _NAN
+    encode: float = _NAN
+    retrieval: float = _NAN
+    decode: float = _NAN
+    matching: float = _NAN
+    coarse_to_fine: float = _NAN
+    lift: float = _NAN
+    pose: float = _NAN
+    total: float = _NAN
+
+    def replace(self, **changes: float) -> Timings:
+        """A copy with some stages set."""
+        return dataclasses.replace(self, **changes)
+
+    def merge(self, other: Timings) -> Timings:
+        """Stage-wise: ``other``'s value where it ran, else this one's."""
+        return Timings(**{f.name: (getattr(other, f.name) if not math.isnan(getattr(other, f.name))
+                                   else getattr(self, f.name))
+                          for f in dataclasses.fields(self)})
+
+    def as_dict(self) -> dict[str, float]:
+        """The stages that ran, ``{name: seconds}`` (for JSON output)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if not math.isnan(getattr(self, f.name))}
+
+
+class StageTimer:
+    """Accumulates wall-clock seconds per :class:`Timings` stage within one call.
+
+    Example::
+
+        timer = StageTimer()
+        with timer.stage("encode"):
+            ...
+        timings = timer.timings()
+    """
+
+    def __init__(self) -> None:
+        self._t0 = time.perf_counter()
+        self._acc: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time the body and add it to stage ``name`` (a :class:`Timings` field)."""
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._acc[name] = self._acc.get(name, 0.0) + time.perf_counter() - t
+
+    def add(self, timings: Timings) -> None:
+        """Add the stages of a sub-call's timings (not its total)."""
+        for name, value in timings.as_dict().items():
+            if name != "total":
+                self._acc[name] = self._acc.get(name, 0.0) + value
+
+    def timings(self, total: bool = True) -> Timings:
+        """The accumulated stages (and the time since construction as ``total``)."""
+        extra = {"total": time.perf_counter() - self._t0} if total else {}
+        return Timings(**self._acc, **extra)
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """One image encoded by a backend: everything matching and retrieval need from it.
+
+    Attributes:
+        encoder: identity of the backend and weights that produced it.
+        width: W of the original image in pixels.
+        height: H of the original image in pixels.
+        global_desc: (D,) float32 L2-normalised retrieval descriptor.
+        features: the backend's typed local features.
+        timings: ``preprocess`` / ``encode`` seconds of this encoding.
+    """
+
+    encoder: EncoderId
+    width: int
+    height: int
+    global_desc: np.ndarray
+    features: Features
+    timings: Timings = field(default_factory=Timings)
+
+
+@dataclass(frozen=True)
+class KeyframeEncoding:
+    """A keyframe's stored encoding as a match reference.
+
+    Attributes:
+        keyframe_id: id of the keyframe in its map.
+        encoding: its encoding (same :class:`EncoderId` as the query's).
+        image: loads the keyframe's original (H, W, 3) uint8 RGB on demand; only coarse-to-fine
+            matching calls it. None when unavailable (coarse-to-fine is then skipped).
+    """
+
+    keyframe_id: int
+    encoding: Encoding
+    image: Optional[Callable[[], np.ndarray]] = None
+
+
+@dataclass(frozen=True)
+class PairMatches:
+    """2D-2D correspondences between a query image and one keyframe image.
+
+    Attributes:
+        ref_id: keyframe id of the reference image.
         xy_query: (N, 2) float64 pixels in the query's original image.
         xy_ref: (N, 2) float64 pixels in the reference's original image.
         score: (N,) float64 match confidence (higher is better).
-        ref_id: keyframe id of the reference image.
     """
 
+    ref_id: int
     xy_query: np.ndarray
     xy_ref: np.ndarray
     score: np.ndarray
-    ref_id: int = -1
 
     def __len__(self) -> int:
         return int(self.xy_query.shape[0])
+
+    @classmethod
+    def empty(cls, ref_id: int) -> PairMatches:
+        """No matches with keyframe ``ref_id``."""
+        return cls(ref_id, np.zeros((0, 2)), np.zeros((0, 2)), np.zeros(0))
+
+
+@dataclass(frozen=True)
+class QueryGeometry:
+    """What the network predicted about the query's own geometry (MASt3R's pointmap head).
+
+    Attributes:
+        depth_at: maps (N, 2) original query pixels to (N,) metric depths (NaN outside the
+            prediction).
+        K: (3, 3) intrinsics of the original query image estimated from the pointmap (centred
+            principal point), or None when the estimate failed.
+    """
+
+    depth_at: Callable[[np.ndarray], np.ndarray]
+    K: Optional[np.ndarray]
+
+
+@dataclass(frozen=True)
+class MatchResult:
+    """Output of ``MatcherBackend.match``.
+
+    Attributes:
+        pairs: one :class:`PairMatches` per reference, in the order of the references.
+        geometry: the query's predicted geometry when it was requested and the backend can
+            predict it, else None.
+        timings: ``decode`` / ``matching`` / ``coarse_to_fine`` seconds of this call.
+    """
+
+    pairs: list[PairMatches]
+    geometry: Optional[QueryGeometry] = None
+    timings: Timings = field(default_factory=Timings)
+
+    @property
+    def num_matches(self) -> int:
+        """Matches over all pairs."""
+        return sum(len(p) for p in self.pairs)
 
 
 @dataclass
@@ -98,10 +267,11 @@ class LocalizationResult:
         inlier_xy_query: (M, 2) float64 query pixels of the inliers.
         keyframe_ids: ids of the retrieved keyframes, best first.
         retrieval_scores: similarity of each retrieved keyframe.
-        timings: seconds per stage (``preprocess``, ``encode``, ``retrieval``, ``decode``, ``matching``,
-            ``pose``, ``total``).
+        timings: seconds per stage.
         method: solver used ("pnp", "essential", ...).
         backend: matcher backend ("mast3r", "sift").
+        cluster_ids: keyframe ids of the retrieval cluster whose pose won (all retrieved keyframes
+            when there was one cluster).
     """
 
     success: bool
@@ -110,11 +280,12 @@ class LocalizationResult:
     covariance: Optional[np.ndarray] = None
     num_matches: int = 0
     num_inliers: int = 0
-    reprojection_error: float = float("nan")
+    reprojection_error: float = _NAN
     inlier_points_map: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
     inlier_xy_query: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
     keyframe_ids: list[int] = field(default_factory=list)
     retrieval_scores: list[float] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=dict)
+    timings: Timings = field(default_factory=Timings)
     method: str = ""
     backend: str = ""
+    cluster_ids: list[int] = field(default_factory=list)

@@ -1,23 +1,33 @@
-"""In-memory keyframe map: keyframes (image, K, pose, optional depth / pointmap), metadata, global
-descriptors and cached encoder features."""
+"""The keyframe map in memory: typed keyframes, their encodings and a retrieval index, with O(1)
+add / lookup / remove so that a tracker or a mapper can grow it while it is being used.
+
+A :class:`KeyframeMap` keeps, per keyframe id:
+
+* a :class:`KeyframeRecord` (size, K, pose, stamp, what 3D it has): small, always in memory;
+* the :class:`Keyframe` payload (image, depth / pointmap): in memory for maps built here, or read
+  on demand through a :class:`PayloadSource` for maps opened from disk;
+* optionally its :class:`~mast3r_ros.core.types.Encoding` under the map's single
+  :class:`~mast3r_ros.core.features.EncoderId`: the typed features (through the payload source
+  too) and the global descriptor, kept in a :class:`~mast3r_ros.core.retrieval.GlobalIndex`.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
-from typing import Optional
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Optional, Protocol
 
 import numpy as np
 
 from mast3r_ros.core.errors import InputError
+from mast3r_ros.core.features import EncoderId, Features, features_from_arrays
 from mast3r_ros.core.geometry.camera import depth_to_points, intrinsics_problem
 from mast3r_ros.core.geometry.se3 import transform_points
-from mast3r_ros.core.types import ImageSized
+from mast3r_ros.core.retrieval.index import GlobalIndex
+from mast3r_ros.core.types import Encoding, ImageSized, KeyframeEncoding
 
-__all__ = ["SCHEMA_VERSION", "Keyframe", "MapMeta", "KeyframeMap"]
-
-#: version of the on-disk layout written by :func:`mast3r_ros.core.map.save_map`
-SCHEMA_VERSION = 1
+__all__ = ["Keyframe", "KeyframeRecord", "MapMeta", "PayloadSource", "KeyframeMap"]
 
 
 @dataclass
@@ -60,6 +70,8 @@ class Keyframe(ImageSized):
         if T.shape != (4, 4) or not np.all(np.isfinite(T)):
             raise InputError(f"keyframe {self.id}: T_map_cam must be a finite 4x4 matrix")
         self.T_map_cam = T
+        if not np.isfinite(float(self.stamp)):
+            raise InputError(f"keyframe {self.id}: stamp must be finite")
         h, w = rgb.shape[:2]
         if self.depth is not None:
             self.depth = np.asarray(self.depth, dtype=np.float32)
@@ -77,88 +89,256 @@ class Keyframe(ImageSized):
         """True when map-frame 3D points can be read for pixels (depth or pointmap)."""
         return self.depth is not None or self.pointmap is not None
 
+    def record(self) -> KeyframeRecord:
+        """The index row of this keyframe."""
+        return KeyframeRecord(self.id, self.width, self.height, self.K, self.T_map_cam,
+                              float(self.stamp), self.depth is not None, self.pointmap is not None)
+
+
+@dataclass(frozen=True)
+class KeyframeRecord:
+    """What a map knows about a keyframe without reading its pixels.
+
+    Attributes:
+        id: keyframe id.
+        width: W of the image in pixels.
+        height: H of the image in pixels.
+        K: (3, 3) float64 intrinsics.
+        T_map_cam: (4, 4) float64 camera-to-map pose.
+        stamp: capture time in seconds.
+        has_depth: a depth image is stored.
+        has_pointmap: a map-frame pointmap is stored.
+    """
+
+    id: int
+    width: int
+    height: int
+    K: np.ndarray
+    T_map_cam: np.ndarray
+    stamp: float
+    has_depth: bool
+    has_pointmap: bool
+
+    @property
+    def has_3d(self) -> bool:
+        """True when map-frame 3D points can be read for pixels (depth or pointmap)."""
+        return self.has_depth or self.has_pointmap
+
 
 @dataclass(frozen=True)
 class MapMeta:
-    """Identity of a map: how it was built and what it is compatible with.
+    """Identity of a map for humans and tools.
 
     Attributes:
-        schema_version: on-disk layout version (:data:`SCHEMA_VERSION`).
-        model_id: checkpoint identity (sha256 of the checkpoint file) of the cached features and
-            descriptors; "" when no network-derived data is stored (e.g. sift maps).
-        backend: matcher backend that computed ``global_desc`` / features ("sift", "mast3r", "").
-        image_size: network input long side of the cached features (0 when none).
         created: ISO-8601 UTC creation time.
-        preprocessing: name of the image preprocessing of the cached features ("" when none).
-        descriptor: name/version of the global descriptor in ``global_desc`` ("" when none).
         frame_id: name of the map frame.
         source: free text (data set, tool) for humans.
     """
 
-    schema_version: int = SCHEMA_VERSION
-    model_id: str = ""
-    backend: str = ""
-    image_size: int = 0
     created: str = ""
-    preprocessing: str = ""
-    descriptor: str = ""
     frame_id: str = "map"
     source: str = ""
 
-    def replace(self, **changes: object) -> "MapMeta":
+    def replace(self, **changes: object) -> MapMeta:
         """A copy with some fields changed."""
-        return dataclasses.replace(self, **changes)
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
 
-@dataclass
+class PayloadSource(Protocol):
+    """Where a map reads the payload of keyframes it does not hold in memory (e.g. a store)."""
+
+    def keyframe(self, record: KeyframeRecord) -> Keyframe:
+        """The full keyframe of ``record`` (raises MapFormatError on corrupt data)."""
+        ...
+
+    def features(self, record: KeyframeRecord) -> Optional[Features]:
+        """The stored features of ``record``, or None when it has none."""
+        ...
+
+
 class KeyframeMap:
-    """A keyframe map in memory.
+    """Keyframes, their encodings and a retrieval index (see the module docstring).
 
-    Attributes:
-        meta: :class:`MapMeta`.
-        keyframes: keyframes, in map order (ids unique).
-        global_desc: optional (N, D) float32 L2-normalised global descriptors, row i for
-            ``keyframes[i]``.
-        features: cached per-keyframe network outputs: ``{keyframe id: {name: array}}``.
+    Args:
+        meta: descriptive metadata.
+        keyframes: initial keyframes (added in order, without encodings).
+
+    Raises:
+        InputError: duplicate keyframe ids.
     """
 
-    meta: MapMeta = field(default_factory=MapMeta)
-    keyframes: list[Keyframe] = field(default_factory=list)
-    global_desc: Optional[np.ndarray] = None
-    features: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
+    def __init__(self, meta: Optional[MapMeta] = None,
+                 keyframes: Optional[list[Keyframe]] = None) -> None:
+        self.meta = meta if meta is not None else MapMeta()
+        self.encoder: Optional[EncoderId] = None
+        self.source: Optional[PayloadSource] = None
+        self._records: dict[int, KeyframeRecord] = {}
+        self._mem: dict[int, Keyframe] = {}
+        self._features: dict[int, Features] = {}
+        self.index: Optional[GlobalIndex] = None
+        self._poses: Optional[tuple[list[int], np.ndarray]] = None
+        for kf in keyframes or []:
+            self.add(kf)
 
-    def __post_init__(self) -> None:
-        ids = [kf.id for kf in self.keyframes]
-        if len(set(ids)) != len(ids):
-            raise InputError("keyframe ids must be unique")
-        if self.global_desc is not None:
-            self.global_desc = np.asarray(self.global_desc, dtype=np.float32)
-            if self.global_desc.ndim != 2 or self.global_desc.shape[0] != len(self.keyframes):
-                raise InputError(f"global_desc must be (N={len(self.keyframes)}, D), got "
-                                 f"{self.global_desc.shape}")
-        unknown = set(self.features) - set(ids)
-        if unknown:
-            raise InputError(f"features given for unknown keyframe ids {sorted(unknown)[:5]}")
-
+    # ------------------------------------------------------------------ size and lookup
     def __len__(self) -> int:
-        return len(self.keyframes)
+        return len(self._records)
+
+    def __contains__(self, keyframe_id: object) -> bool:
+        return keyframe_id in self._records
 
     @property
     def ids(self) -> list[int]:
-        return [kf.id for kf in self.keyframes]
+        """Keyframe ids in insertion order."""
+        return list(self._records)
+
+    def record(self, keyframe_id: int) -> KeyframeRecord:
+        """The index row of a keyframe, O(1) (KeyError when absent)."""
+        return self._records[keyframe_id]
+
+    def records(self) -> Iterator[KeyframeRecord]:
+        """Index rows in insertion order."""
+        return iter(list(self._records.values()))
 
     def keyframe(self, keyframe_id: int) -> Keyframe:
-        """The keyframe with this id (KeyError when absent)."""
-        for kf in self.keyframes:
-            if kf.id == keyframe_id:
-                return kf
-        raise KeyError(keyframe_id)
+        """The keyframe with this id, O(1) (read through the payload source when not in memory).
 
+        Raises:
+            KeyError: unknown id.
+            MapFormatError: the stored payload is corrupt (source-backed maps).
+        """
+        rec = self._records[keyframe_id]
+        kf = self._mem.get(keyframe_id)
+        if kf is not None:
+            return kf
+        if self.source is None:
+            raise KeyError(keyframe_id)
+        return self.source.keyframe(rec)
+
+    def keyframes(self) -> Iterator[Keyframe]:
+        """Every keyframe in insertion order (payloads read one at a time)."""
+        for kid in list(self._records):
+            yield self.keyframe(kid)
+
+    def features(self, keyframe_id: int) -> Optional[Features]:
+        """The stored features of a keyframe under :attr:`encoder`, or None."""
+        rec = self._records[keyframe_id]
+        f = self._features.get(keyframe_id)
+        if f is None and self.source is not None and self.index is not None \
+                and keyframe_id in self.index:
+            f = self.source.features(rec)
+        return f
+
+    def encoding(self, keyframe_id: int) -> Optional[Encoding]:
+        """A keyframe's :class:`Encoding` (features + global descriptor), or None when absent."""
+        rec = self._records[keyframe_id]
+        if self.encoder is None or self.index is None or keyframe_id not in self.index:
+            return None
+        f = self.features(keyframe_id)
+        if f is None:
+            return None
+        return Encoding(self.encoder, rec.width, rec.height, self.index.descriptor(keyframe_id), f)
+
+    def keyframe_encoding(self, keyframe_id: int) -> KeyframeEncoding:
+        """The keyframe as a match reference (its image loads only if coarse-to-fine needs it).
+
+        Raises:
+            InputError: the keyframe has no encoding (encode the map first).
+        """
+        enc = self.encoding(keyframe_id)
+        if enc is None:
+            raise InputError(f"keyframe {keyframe_id} has no encoding; encode the map with the "
+                             "backend first")
+        return KeyframeEncoding(keyframe_id, enc, lambda: self.keyframe(keyframe_id).rgb)
+
+    def missing_encodings(self) -> list[int]:
+        """Ids of keyframes without an encoding under :attr:`encoder`."""
+        return [i for i in self._records if self.index is None or i not in self.index]
+
+    # ------------------------------------------------------------------ updates
+    def add(self, kf: Keyframe, encoding: Optional[Encoding] = None) -> None:
+        """Add a keyframe (and its encoding), amortised O(1).
+
+        Raises:
+            InputError: duplicate id, or an encoding of another encoder / image size.
+        """
+        if kf.id in self._records:
+            raise InputError(f"keyframe id {kf.id} is already in the map")
+        if encoding is not None:
+            self._check_encoding(kf.id, kf.width, kf.height, encoding)
+        self._records[kf.id] = kf.record()
+        self._mem[kf.id] = kf
+        self._poses = None
+        if encoding is not None:
+            self._store_encoding(kf.id, encoding)
+
+    def add_record(self, record: KeyframeRecord) -> None:
+        """Add a keyframe whose payload the :attr:`source` provides (used by stores)."""
+        if record.id in self._records:
+            raise InputError(f"keyframe id {record.id} is already in the map")
+        self._records[record.id] = record
+        self._poses = None
+
+    def set_encoding(self, keyframe_id: int, encoding: Encoding) -> None:
+        """Attach (or replace) the encoding of a keyframe already in the map.
+
+        Raises:
+            KeyError: unknown id.
+            InputError: encoder or image size differs from the map's.
+        """
+        rec = self._records[keyframe_id]
+        self._check_encoding(keyframe_id, rec.width, rec.height, encoding)
+        if self.index is not None and keyframe_id in self.index:
+            self.index.remove(keyframe_id)
+        self._store_encoding(keyframe_id, encoding)
+
+    def clear_encodings(self) -> None:
+        """Drop every encoding and the encoder identity (e.g. before re-encoding the map)."""
+        self.encoder, self.index = None, None
+        self._features = {}
+
+    def remove(self, keyframe_id: int) -> None:
+        """Remove a keyframe and its encoding, amortised O(1) (KeyError when absent)."""
+        del self._records[keyframe_id]
+        self._mem.pop(keyframe_id, None)
+        self._features.pop(keyframe_id, None)
+        if self.index is not None and keyframe_id in self.index:
+            self.index.remove(keyframe_id)
+        self._poses = None
+
+    def _check_encoding(self, kid: int, width: int, height: int, enc: Encoding) -> None:
+        if self.encoder is not None and enc.encoder != self.encoder:
+            raise InputError(f"keyframe {kid}: encoding from another encoder "
+                             f"({enc.encoder.mismatch(self.encoder)}); the map holds "
+                             f"{self.encoder.backend} encodings")
+        if (enc.width, enc.height) != (width, height):
+            raise InputError(f"keyframe {kid}: encoding of a {enc.width}x{enc.height} image, "
+                             f"keyframe is {width}x{height}")
+
+    def _store_encoding(self, kid: int, enc: Encoding) -> None:
+        if self.index is None:
+            self.index = GlobalIndex(np.zeros((0, enc.global_desc.shape[-1]), np.float32), [])
+        self.index.add(kid, enc.global_desc)
+        self.encoder = enc.encoder
+        # keep exactly what a store would persist, so a saved and reloaded map behaves the same
+        self._features[kid] = features_from_arrays(enc.features.KIND, enc.features.to_arrays())
+
+    # ------------------------------------------------------------------ geometry
     def poses(self) -> np.ndarray:
-        """(N, 4, 4) float64 camera-to-map poses in map order."""
-        if not self.keyframes:
-            return np.zeros((0, 4, 4))
-        return np.stack([kf.T_map_cam for kf in self.keyframes])
+        """(N, 4, 4) float64 camera-to-map poses in :attr:`ids` order (cached between changes)."""
+        return self._pose_table()[1]
+
+    def positions(self) -> np.ndarray:
+        """(N, 3) float64 camera centres in the map frame, in :attr:`ids` order."""
+        return self.poses()[:, :3, 3]
+
+    def _pose_table(self) -> tuple[list[int], np.ndarray]:
+        if self._poses is None:
+            ids = list(self._records)
+            T = (np.stack([self._records[i].T_map_cam for i in ids]) if ids
+                 else np.zeros((0, 4, 4)))
+            self._poses = (ids, T)
+        return self._poses
 
     def points_map(self, max_points: int = 100_000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """A sparse coloured cloud of the map (for a latched PointCloud2).
@@ -171,23 +351,12 @@ class KeyframeMap:
             ``(points (M, 3) float64 in the map frame, colours (M, 3) uint8 RGB)``.
         """
         pts, cols = [], []
-        per_kf = max(1, max_points // max(len(self.keyframes), 1))
-        for kf in self.keyframes:
-            step = max(1, int(np.sqrt(kf.width * kf.height / max(per_kf, 1))))
-            if kf.depth is not None:
-                X_cam, xy = depth_to_points(kf.depth, kf.K, step)
-                X = transform_points(kf.T_map_cam, X_cam)
-                ij = xy.astype(np.int64)
-            elif kf.pointmap is not None:
-                sub = kf.pointmap[::step, ::step].reshape(-1, 3).astype(np.float64)
-                rows, cols_ = np.mgrid[0:kf.height:step, 0:kf.width:step]
-                ij = np.stack([cols_.reshape(-1), rows.reshape(-1)], axis=1)
-                ok = np.all(np.isfinite(sub), axis=1)
-                X, ij = sub[ok], ij[ok]
-            else:
-                continue
-            pts.append(X)
-            cols.append(kf.rgb[ij[:, 1], ij[:, 0]])
+        per_kf = max(1, max_points // max(len(self), 1))
+        for kf in self.keyframes():
+            X, ij = _keyframe_points(kf, per_kf)
+            if X is not None:
+                pts.append(X)
+                cols.append(kf.rgb[ij[:, 1], ij[:, 0]])
         if not pts:
             return np.zeros((0, 3)), np.zeros((0, 3), dtype=np.uint8)
         P, C = np.concatenate(pts), np.concatenate(cols).astype(np.uint8)
@@ -196,3 +365,18 @@ class KeyframeMap:
             keep.sort()
             P, C = P[keep], C[keep]
         return P, C
+
+
+def _keyframe_points(kf: Keyframe, budget: int) -> tuple[Optional[np.ndarray], np.ndarray]:
+    """About ``budget`` map-frame points of one keyframe and their (x, y) pixels."""
+    step = max(1, int(np.sqrt(kf.width * kf.height / max(budget, 1))))
+    if kf.depth is not None:
+        X_cam, xy = depth_to_points(kf.depth, kf.K, step)
+        return transform_points(kf.T_map_cam, X_cam), xy.astype(np.int64)
+    if kf.pointmap is not None:
+        sub = kf.pointmap[::step, ::step].reshape(-1, 3).astype(np.float64)
+        rows, cols = np.mgrid[0:kf.height:step, 0:kf.width:step]
+        ij = np.stack([cols.reshape(-1), rows.reshape(-1)], axis=1)
+        ok = np.all(np.isfinite(sub), axis=1)
+        return sub[ok], ij[ok]
+    return None, np.zeros((0, 2), np.int64)

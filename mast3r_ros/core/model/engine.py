@@ -16,6 +16,7 @@ shape; group them by shape and call :meth:`InferenceEngine.decode` once per grou
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 from dataclasses import dataclass
 from typing import Iterable, Optional, Sequence, Union
@@ -95,6 +96,17 @@ class EncodedImages:
     stack = concat
 
 
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    """True when ``a`` and ``b`` name the same device (``cuda`` = the current CUDA device)."""
+    if a.type != b.type:
+        return False
+    if a.type != "cuda" or a.index == b.index:
+        return True
+    current = torch.cuda.current_device()
+    return (a.index if a.index is not None else current) == (b.index if b.index is not None
+                                                             else current)
+
+
 def _check_heads(heads: Iterable[str]) -> tuple[str, ...]:
     heads = tuple(heads)
     unknown = set(heads) - set(HEADS_ALL)
@@ -114,7 +126,8 @@ class InferenceEngine:
     """Runs a :class:`Mast3rModel` on one device with a chosen precision.
 
     Args:
-        model: the network (moved to ``device``; must not be shared across devices).
+        model: the network. It is used as is when it already sits on ``device`` in eval mode;
+            otherwise the engine works on its own copy, so the caller's model is never modified.
         device: torch device or spec (``"auto"``, ``"cpu"``, ``"cuda:0"``); never defaults to CUDA.
         precision: ``"fp32"`` (default), or ``"fp16"`` / ``"bf16"`` CUDA autocast of the encoder
             and decoder (heads always run in float32, as in the release). On CPU fp16/bf16 fall
@@ -123,13 +136,17 @@ class InferenceEngine:
             all k at once on CUDA (batching fills the GPU), one at a time on CPU, where the
             decoder is compute-bound and a batch of k only adds memory traffic (measured on the
             release model at 512x384, 2 threads: 16.2 s for a batch of 4 vs 13.4 s one by one).
+        model_id: identity of the weights (checkpoint sha256; "" when unknown), part of every
+            encoding's :class:`~mast3r_ros.core.features.EncoderId`.
+        image_size: network input long side in pixels (preprocessing).
 
     Raises:
         ConfigError: unknown device or precision.
     """
 
     def __init__(self, model: Mast3rModel, device: Union[str, torch.device] = "cpu",
-                 precision: str = "fp32", decode_chunk: Optional[int] = None) -> None:
+                 precision: str = "fp32", decode_chunk: Optional[int] = None, *,
+                 model_id: str = "", image_size: int = 512) -> None:
         if not isinstance(model, Mast3rModel):
             raise ConfigError(f"InferenceEngine needs a Mast3rModel, got {type(model).__name__}")
         if decode_chunk is not None and (isinstance(decode_chunk, bool)
@@ -139,7 +156,14 @@ class InferenceEngine:
         self.decode_chunk = decode_chunk or (1 if self.device.type == "cpu" else None)
         self.autocast_dtype = resolve_precision(precision, self.device)
         self.precision = precision if self.autocast_dtype != torch.float32 else "fp32"
-        self.model = model.to(self.device).eval()
+        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 16 \
+                or image_size % 16:
+            raise ConfigError(f"image_size must be a positive multiple of 16, got {image_size!r}")
+        self.model_id, self.image_size = model_id, image_size
+        on_device = all(_same_device(p.device, self.device) for p in model.parameters())
+        if not on_device or model.training:
+            model = copy.deepcopy(model).to(self.device).eval()
+        self.model = model
         log.info("inference engine on %s, precision %s", self.device, self.precision)
 
     def _autocast(self) -> contextlib.AbstractContextManager:

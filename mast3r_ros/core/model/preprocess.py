@@ -21,7 +21,8 @@ import torch
 
 from mast3r_ros.core.errors import ConfigError, ImageError, InputError
 
-__all__ = ["ImageTransform", "PreprocessedImage", "preprocess_image", "normalize_rgb"]
+__all__ = ["ImageTransform", "PreprocessedImage", "image_transform", "preprocess_image",
+           "normalize_rgb"]
 
 
 @dataclass(frozen=True)
@@ -109,11 +110,47 @@ def _check_rgb(rgb: object) -> np.ndarray:
     return rgb
 
 
-def _resize(img: PIL.Image.Image, long_edge: int) -> PIL.Image.Image:
-    s = max(img.size)
-    interp = PIL.Image.Resampling.LANCZOS if s > long_edge else PIL.Image.Resampling.BICUBIC
-    new_size = tuple(int(round(x * long_edge / s)) for x in img.size)
-    return img.resize(new_size, interp)
+def _resized_size(w: int, h: int, long_edge: int) -> tuple[int, int]:
+    s = max(w, h)
+    return int(round(w * long_edge / s)), int(round(h * long_edge / s))
+
+
+def image_transform(width: int, height: int, size: int = 512,
+                    square_ok: bool = False) -> ImageTransform:
+    """The preprocessing transform of a ``width`` x ``height`` image, without the image.
+
+    It depends on the image size only, so a map can recover a keyframe's transform from its
+    record. :func:`preprocess_image` uses it.
+
+    Raises:
+        ConfigError: ``size`` is not a positive multiple of 16.
+        ImageError: the image is too small for the network.
+        InputError: the crop is not a multiple of 16 (see :func:`preprocess_image`).
+    """
+    if isinstance(size, bool) or not isinstance(size, int) or size < 16 or size % 16:
+        raise ConfigError(f"size must be a positive multiple of 16, got {size!r}")
+    w1, h1 = int(width), int(height)
+    if w1 < 1 or h1 < 1:
+        raise ImageError(f"image is empty: {w1}x{h1}")
+    long_edge = round(size * max(w1 / h1, h1 / w1)) if size == 224 else size
+    w, h = _resized_size(w1, h1, long_edge)
+    cx, cy = w // 2, h // 2
+    if size == 224:
+        half = min(cx, cy)
+        box = (cx - half, cy - half, cx + half, cy + half)
+    else:
+        halfw, halfh = ((2 * cx) // 16) * 8, ((2 * cy) // 16) * 8
+        if not square_ok and w == h:
+            halfh = 3 * halfw / 4
+        box = tuple(int(round(v)) for v in (cx - halfw, cy - halfh, cx + halfw, cy + halfh))
+    net_w, net_h = box[2] - box[0], box[3] - box[1]
+    if net_w < 16 or net_h < 16:
+        raise ImageError(f"image {w1}x{h1} is too small for the network (crop {net_w}x{net_h})")
+    if net_w % 16 or net_h % 16:
+        raise InputError(f"crop {net_w}x{net_h} of a {w1}x{h1} image is not a multiple of 16; use a "
+                         "size that is a multiple of 64 or square_ok=True")
+    return ImageTransform(orig_size=(w1, h1), resized_size=(w, h), crop_xy=(box[0], box[1]),
+                          net_size=(net_w, net_h))
 
 
 def preprocess_image(rgb: np.ndarray, size: int = 512, square_ok: bool = False) -> PreprocessedImage:
@@ -133,31 +170,12 @@ def preprocess_image(rgb: np.ndarray, size: int = 512, square_ok: bool = False) 
         InputError: the crop is not a multiple of 16 (square image, ``size`` not a multiple of 64).
     """
     rgb = _check_rgb(rgb)
-    if isinstance(size, bool) or not isinstance(size, int) or size < 16 or size % 16:
-        raise ConfigError(f"size must be a positive multiple of 16, got {size!r}")
-    h1, w1 = rgb.shape[:2]
+    tr = image_transform(rgb.shape[1], rgb.shape[0], size, square_ok)
     img = PIL.Image.fromarray(rgb)
-    if size == 224:
-        img = _resize(img, round(size * max(w1 / h1, h1 / w1)))
-    else:
-        img = _resize(img, size)
-    w, h = img.size
-    cx, cy = w // 2, h // 2
-    if size == 224:
-        half = min(cx, cy)
-        box = (cx - half, cy - half, cx + half, cy + half)
-    else:
-        halfw, halfh = ((2 * cx) // 16) * 8, ((2 * cy) // 16) * 8
-        if not square_ok and w == h:
-            halfh = 3 * halfw / 4
-        box = tuple(int(round(v)) for v in (cx - halfw, cy - halfh, cx + halfw, cy + halfh))
-    net_w, net_h = box[2] - box[0], box[3] - box[1]
-    if net_w < 16 or net_h < 16:
-        raise ImageError(f"image {w1}x{h1} is too small for the network (crop {net_w}x{net_h})")
-    if net_w % 16 or net_h % 16:
-        raise InputError(f"crop {net_w}x{net_h} of a {w1}x{h1} image is not a multiple of 16; use a "
-                         "size that is a multiple of 64 or square_ok=True")
+    shrink = max(tr.resized_size) < max(img.size)
+    interp = PIL.Image.Resampling.LANCZOS if shrink else PIL.Image.Resampling.BICUBIC
+    img = img.resize(tr.resized_size, interp)
+    x0, y0 = tr.crop_xy
+    box = (x0, y0, x0 + tr.net_size[0], y0 + tr.net_size[1])
     out = np.array(img.crop(box), dtype=np.uint8)
-    transform = ImageTransform(orig_size=(w1, h1), resized_size=(w, h), crop_xy=(box[0], box[1]),
-                               net_size=(net_w, net_h))
-    return PreprocessedImage(tensor=normalize_rgb(out), rgb=out, transform=transform)
+    return PreprocessedImage(tensor=normalize_rgb(out), rgb=out, transform=tr)
