@@ -32,6 +32,7 @@ __all__ = [
     "LocalizerNodeConfig",
     "KeyframeSelectionConfig",
     "MapperNodeConfig",
+    "MapStoreConfig",
     "config_fields",
 ]
 
@@ -315,3 +316,22 @@ class MapperNodeConfig:
         validate_fields(self)
         if len(self.base_T_camera) != 7:
             raise ConfigError("MapperNodeConfig.base_T_camera needs 7 numbers: x y z qx qy qz qw")
+
+
+@dataclass(frozen=True)
+class MapStoreConfig:
+    """The on-disk keyframe map store: payload cache, writer lock and read limits."""
+
+    host_cache_bytes: int = opt(256 * 2**20, "byte budget of the host LRU cache of keyframe "
+                                             "payloads (images, depths, pointmaps, features) read "
+                                             "from a map on disk; 0 = no caching",
+                                range=(0, None))
+    lock_timeout: float = opt(10.0, "seconds a save waits for another save of the same map before "
+                                    "failing with 'map is being saved'", range=(0.0, 3600.0))
+    max_image_pixels: int = opt(4096 * 4096, "keyframes whose image is larger (width*height) are "
+                                             "refused when a map is read", range=(256, 100_000_000))
+    verify_hashes: bool = opt(True, "check the SHA-256 content hash of every payload array when it "
+                                    "is read from disk")
+
+    def __post_init__(self) -> None:
+        validate_fields(self)

@@ -17,6 +17,8 @@ __all__ = [
     "MapError",
     "MapFormatError",
     "MapCompatibilityError",
+    "MapWriteError",
+    "MapLockedError",
     "MatchingError",
     "GeometryError",
 ]
@@ -56,6 +58,15 @@ class MapFormatError(MapError):
 
 class MapCompatibilityError(MapError):
     """A map was built with another model or other preprocessing than the one configured."""
+
+
+class MapWriteError(MapError):
+    """A map cannot be written (disk full, read-only file system, permission); the previous map
+    version is left intact."""
+
+
+class MapLockedError(MapError):
+    """Another writer holds a map's lock ("map is being saved") longer than the lock timeout."""
 
 
 class MatchingError(InputError):

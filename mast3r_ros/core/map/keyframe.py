@@ -251,6 +251,23 @@ class KeyframeMap:
                              "backend first")
         return KeyframeEncoding(keyframe_id, enc, lambda: self.keyframe(keyframe_id).rgb)
 
+    def payload_in_memory(self, keyframe_id: int) -> bool:
+        """True when the keyframe's pixels are held in memory (added since the map was read or
+        last saved), False when they are read through :attr:`source`."""
+        return keyframe_id in self._mem
+
+    def features_in_memory(self, keyframe_id: int) -> bool:
+        """True when the keyframe's features are held in memory (set since the map was read or
+        last saved), False when they are read through :attr:`source` (or absent)."""
+        return keyframe_id in self._features
+
+    def bind_source(self, source: PayloadSource) -> None:
+        """Read every payload and feature through ``source`` from now on and release the
+        in-memory copies (a store calls this once it holds all of them, e.g. after a save)."""
+        self.source = source
+        self._mem.clear()
+        self._features.clear()
+
     def missing_encodings(self) -> list[int]:
         """Ids of keyframes without an encoding under :attr:`encoder`."""
         return [i for i in self._records if self.index is None or i not in self.index]

@@ -1,285 +1,341 @@
-"""The map on disk: crash-safe save and validating load.
+"""The map on disk: lazy, validated loading and crash-safe, incremental, single-writer saving.
 
-Layout of a map directory ``<path>/``::
+Layout of a map directory (schema 2; see :mod:`mast3r_ros.core.map.format` for the tables)::
 
-    CURRENT                  name of the live version directory (replaced atomically)
-    v-<uuid>/map.sqlite      meta (key/value JSON) + keyframes (id, size, K, pose, stamp, files)
-    v-<uuid>/rgb/<id>.png    lossless colour images
-    v-<uuid>/arrays/<id>.npz depth (H, W) float32 and/or pointmap (H, W, 3) float32
-    v-<uuid>/features/<id>.npz  cached network features (named arrays)
-    v-<uuid>/global_desc.npy (N, D) float32 global descriptors
+    CURRENT                 "v-<hex>": the live version, replaced atomically (os.replace)
+    .lock                   writer lock (fcntl.flock); never removed
+    v-<hex>/.mast3r-map     marker: written by this store (a save deletes nothing without it)
+    v-<hex>/index.sqlite    schema version, MapMeta, EncoderId, one row per keyframe, one row per
+                            stored array (file, offset, bytes, dtype, shape, SHA-256)
+    v-<hex>/data/*.bin      append-only payload files, one per kind: rgb (uint8), depth and
+                            pointmap (float32), features (per the features' KIND schema, MASt3R
+                            tokens float16), desc (float32 rows of the global descriptors)
 
-A save writes a complete new version under a temporary name, fsyncs every file and directory,
-renames it to ``v-<uuid>`` and then atomically replaces ``CURRENT``. A crash at any point leaves
-``CURRENT`` naming the previous complete version; leftovers are removed by the next save.
+Why this layout: an SQLite index plus a few append-only files of raw little-endian arrays gives
+(1) opening by reading the index and one block of descriptors only; (2) O(1) random access to a
+keyframe's arrays with ``os.pread`` at known offsets, decoded by ``np.frombuffer`` with no codec
+and no per-keyframe file; (3) appends that write new bytes and then commit one SQLite transaction,
+the commit being the only moment the map changes; (4) no dependency beyond the standard library.
+Payloads are read with ``pread`` into private buffers rather than through ``mmap``: a payload
+file truncated under a memory map turns a read into SIGBUS and kills the process, whereas a short
+``pread`` is an ordinary :class:`MapFormatError`; the page cache shares the bytes either way.
+lmdb (one memory map, its own locking and map-size limit) and zarr (a file per chunk) were not
+needed for this.
+
+Saving: a *full* save writes a new version under ``.tmp-<pid>-<hex>`` (with the marker), fsyncs
+it, renames it to ``v-<hex>`` and atomically replaces ``CURRENT``; only then are the previous
+version and stale temporaries of dead writers removed. An *incremental* save, chosen when the map
+was read from (or last saved to) the live version of the same directory and nobody has committed
+to it since, appends the new payloads to that version and commits the changed rows. A crash at any
+point leaves the previous state loadable. Saves of one directory are serialised by its lock.
 """
 
 from __future__ import annotations
 
-import json
+import errno
 import logging
 import os
 import shutil
 import sqlite3
+import stat
+import time
 import uuid
-import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional, TypeVar, Union
 
-import cv2
-import numpy as np
+from mast3r_ros.core.config import MapStoreConfig
+from mast3r_ros.core.errors import MapCompatibilityError, MapError, MapFormatError
+from mast3r_ros.core.features import EncoderId
+from mast3r_ros.core.map.files import LOCK_NAME, MapLock, fsync_dir, read_small, write_all, writing
+from mast3r_ros.core.map.format import CURRENT, MARKER, SCHEMA_VERSION, TMP_RE, VERSION_RE
+from mast3r_ros.core.map.index_db import IndexContent, connect
+from mast3r_ros.core.map.keyframe import KeyframeMap
+from mast3r_ros.core.map.legacy import LEGACY_INDEX, load_v1
+from mast3r_ros.core.map.reader import StoreSource, open_version
+from mast3r_ros.core.map.writer import apply_plan, create_index, plan_full, plan_incremental
 
-from mast3r_ros.core.errors import InputError, MapCompatibilityError, MapFormatError
-from mast3r_ros.core.map.keyframe import SCHEMA_VERSION, Keyframe, KeyframeMap, MapMeta
-
-__all__ = ["save_map", "load_map", "check_compatible", "COMPAT_FIELDS"]
+__all__ = ["load_map", "save_map", "check_compatible", "SCHEMA_VERSION"]
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
-#: MapMeta fields compared by :func:`check_compatible` (when both sides are non-empty)
-COMPAT_FIELDS = ("model_id", "image_size", "preprocessing")
-
-_DB = "map.sqlite"
-_CURRENT = "CURRENT"
+_CURRENT_TMP = ".CURRENT-"
+#: an incremental save falls back to a compacting full save beyond this much unreferenced data
+_MIN_DEAD_BYTES = 64 << 20
 
 
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+def check_compatible(kmap: KeyframeMap, expected: EncoderId) -> None:
+    """Refuse a map whose stored encodings come from another encoder than ``expected``.
+
+    A map without encodings is compatible with every encoder (it is encoded at load).
+
+    Raises:
+        MapCompatibilityError: naming the first differing field.
+    """
+    if kmap.encoder is not None and kmap.encoder != expected:
+        raise MapCompatibilityError(
+            f"the map was encoded by another encoder ({kmap.encoder.mismatch(expected)}); "
+            "re-encode it with the configured backend (clear its encodings and save it) or "
+            "configure the map's model and preprocessing")
+
+
+# ---------------------------------------------------------------------------------------- load
+def _read_current(path: Path) -> str:
+    if not path.is_dir():
+        raise MapFormatError(f"{path} is not a map directory; build one with `mast3r-ros "
+                             "map-from-rgbd` or the mapper")
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        raw = read_small(path / CURRENT, 256)
+    except MapFormatError as exc:
+        raise MapFormatError(f"{path} is not a readable map directory ({exc})") from exc
+    name = raw.decode("ascii", errors="replace").strip()
+    if not VERSION_RE.fullmatch(name):
+        raise MapFormatError(f"{path}/{CURRENT} must name a version directory inside the map "
+                             f"('v-' and 32 hex digits), got {name[:80]!r}; restore the map")
+    return name
 
 
-def _write_file(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    import io
-
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    return buf.getvalue()
-
-
-def _write_keyframe_files(root: Path, kf: Keyframe, feats: Optional[dict[str, np.ndarray]]) -> None:
-    ok, png = cv2.imencode(".png", cv2.cvtColor(kf.rgb, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise InputError(f"keyframe {kf.id}: could not encode the image as PNG")
-    _write_file(root / "rgb" / f"{kf.id}.png", png.tobytes())
-    arrays = {}
-    if kf.depth is not None:
-        arrays["depth"] = kf.depth.astype(np.float32)
-    if kf.pointmap is not None:
-        arrays["pointmap"] = kf.pointmap.astype(np.float32)
-    if arrays:
-        _write_file(root / "arrays" / f"{kf.id}.npz", _npz_bytes(arrays))
-    if feats:
-        _write_file(root / "features" / f"{kf.id}.npz", _npz_bytes(feats))
-
-
-def _write_db(root: Path, m: KeyframeMap) -> None:
-    con = sqlite3.connect(root / _DB)
+def _open_current(path: Path, config: MapStoreConfig) -> KeyframeMap:
+    name = _read_current(path)
+    vdir = path / name
     try:
-        with con:  # one transaction
-            con.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-            con.execute("CREATE TABLE keyframes (id INTEGER PRIMARY KEY, idx INTEGER NOT NULL, "
-                        "width INTEGER NOT NULL, height INTEGER NOT NULL, K TEXT NOT NULL, "
-                        "T_map_cam TEXT NOT NULL, stamp REAL NOT NULL, has_depth INTEGER NOT NULL, "
-                        "has_pointmap INTEGER NOT NULL, has_features INTEGER NOT NULL)")
-            meta = {f: getattr(m.meta, f) for f in m.meta.__dataclass_fields__}
-            meta["num_keyframes"] = len(m.keyframes)
-            meta["global_desc_shape"] = (list(m.global_desc.shape) if m.global_desc is not None
-                                         else None)
-            con.executemany("INSERT INTO meta VALUES (?, ?)",
-                            [(k, json.dumps(v)) for k, v in meta.items()])
-            con.executemany("INSERT INTO keyframes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
-                (kf.id, i, kf.width, kf.height, json.dumps(kf.K.reshape(-1).tolist()),
-                 json.dumps(kf.T_map_cam.reshape(-1).tolist()), float(kf.stamp),
-                 int(kf.depth is not None), int(kf.pointmap is not None),
-                 int(bool(m.features.get(kf.id)))) for i, kf in enumerate(m.keyframes)])
-    finally:
-        con.close()
-    with open(root / _DB, "rb+") as f:
-        os.fsync(f.fileno())
+        mode = os.lstat(vdir).st_mode
+    except OSError as exc:
+        raise MapFormatError(f"{path}: version {name} named by {CURRENT} is missing") from exc
+    if not stat.S_ISDIR(mode):
+        raise MapFormatError(f"{path}: version {name} is not a directory (links are refused)")
+    if os.path.lexists(vdir / LEGACY_INDEX):
+        return load_v1(vdir, config)
+    return open_version(vdir, config)
 
 
-def _is_live_tmp(name: str) -> bool:
-    """True for the temporary directory of a save still running in another live process."""
-    if not name.startswith(".tmp-"):
-        return False
-    try:
-        pid = int(name.split("-")[1])
-    except (IndexError, ValueError):
-        return False
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def load_map(path: Union[str, Path], expected: Optional[EncoderId] = None, *,
+             config: Optional[MapStoreConfig] = None) -> KeyframeMap:
+    """Open a map directory: its index now, keyframe payloads on demand.
 
-
-def save_map(m: KeyframeMap, path: Union[str, Path]) -> Path:
-    """Write a map atomically (see the module docstring); the previous version survives a crash.
+    Retries when a concurrent save replaced the version while it was being read. Maps of schema 1
+    (saved before the typed store) are read into memory (see :mod:`.legacy`); saving them writes
+    schema 2.
 
     Args:
-        m: the map.
-        path: map directory (created when absent).
+        path: map directory written by :func:`save_map`.
+        expected: when given, the encoder the caller will use (see :func:`check_compatible`).
+        config: cache budget and limits (defaults: :class:`MapStoreConfig`).
+
+    Returns:
+        The map; its :attr:`~KeyframeMap.source` reads payloads through a host LRU cache.
+
+    Raises:
+        MapFormatError: the directory is not a map, or anything in it is malformed.
+        MapCompatibilityError: ``expected`` differs from the map's encoder.
+    """
+    cfg = config if config is not None else MapStoreConfig()
+    path = Path(path)
+    for attempt in range(3):
+        before = _current_or_none(path)
+        try:
+            kmap = _open_current(path, cfg)
+            break
+        except MapFormatError:
+            if attempt == 2 or before is None or _current_or_none(path) == before:
+                raise
+            logger.info("map %s was replaced while it was read; reading the new version", path)
+    if expected is not None:
+        check_compatible(kmap, expected)
+    return kmap
+
+
+def _current_or_none(path: Path) -> Optional[str]:
+    try:
+        return _read_current(path)
+    except MapFormatError:
+        return None
+
+
+# ---------------------------------------------------------------------------------------- save
+def save_map(kmap: KeyframeMap, path: Union[str, Path], *,
+             config: Optional[MapStoreConfig] = None) -> Path:
+    """Write a map; the previous version survives a crash at any point.
+
+    When ``kmap`` was read from (or last saved to) the live version of ``path`` and nobody has
+    saved there since, only the changes are written (new or replaced keyframes and encodings, new
+    poses, removals); otherwise a complete new version replaces the old one. Afterwards ``kmap``
+    reads its payloads from ``path`` (the in-memory copies are released), so a growing map stays
+    bounded in memory and the next save is incremental.
+
+    Args:
+        kmap: the map.
+        path: map directory (created when absent). Files of yours in it are left alone.
+        config: lock timeout and the cache of the saved map.
 
     Returns:
         The map directory.
 
     Raises:
-        MapFormatError: when ``path`` exists and is not a map directory (refuses to overwrite).
+        MapError: ``path`` is not a map directory (refuses to overwrite other data).
+        MapLockedError: another process is saving this map for longer than the lock timeout.
+        MapWriteError: the disk is full, read-only or not writable (the previous map is intact).
+        InputError: a keyframe's global descriptor is not a finite unit vector.
     """
+    cfg = config if config is not None else MapStoreConfig()
     path = Path(path)
-    if path.exists() and (not path.is_dir() or (any(path.iterdir())
-                                                and not (path / _CURRENT).exists())):
-        raise MapFormatError(f"{path} exists and is not a map directory; choose another path")
-    path.mkdir(parents=True, exist_ok=True)
-    tmp = path / f".tmp-{os.getpid()}-{uuid.uuid4().hex}"
-    for sub in ("rgb", "arrays", "features"):
-        (tmp / sub).mkdir(parents=True)
-    for kf in m.keyframes:
-        _write_keyframe_files(tmp, kf, m.features.get(kf.id))
-    if m.global_desc is not None:
-        import io
-
-        buf = io.BytesIO()
-        np.save(buf, m.global_desc.astype(np.float32))
-        _write_file(tmp / "global_desc.npy", buf.getvalue())
-    _write_db(tmp, m)
-    for sub in ("rgb", "arrays", "features", "."):
-        _fsync_path(tmp / sub)
-    version = f"v-{uuid.uuid4().hex}"
-    os.rename(tmp, path / version)
-    cur_tmp = path / f".{_CURRENT}.{uuid.uuid4().hex}"
-    _write_file(cur_tmp, version.encode())
-    os.replace(cur_tmp, path / _CURRENT)
-    _fsync_path(path)
-    for child in path.iterdir():  # old versions and leftovers of crashed saves
-        if child.name in (version, _CURRENT) or _is_live_tmp(child.name):
-            continue
-        shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
-    logger.info("saved map with %d keyframes to %s", len(m.keyframes), path)
+    _prepare_dir(path)
+    with MapLock(path, cfg.lock_timeout):
+        t0 = time.perf_counter()
+        previous = _current_or_none(path)
+        source = _save_incremental(kmap, path, previous, cfg)
+        mode = "appended to"
+        if source is None:
+            source, mode = _save_full(kmap, path, previous, cfg), "wrote"
+        kmap.bind_source(source)
+    logger.info("%s map %s: %d keyframes in %.2f s", mode, path, len(kmap),
+                time.perf_counter() - t0)
     return path
 
 
-def _read_meta(con: sqlite3.Connection, db: Path) -> tuple[MapMeta, dict]:
-    raw = {k: json.loads(v) for k, v in con.execute("SELECT key, value FROM meta")}
-    version = raw.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise MapFormatError(f"{db}: schema version {version!r} is not supported (expected "
-                             f"{SCHEMA_VERSION}); rebuild the map with this version")
-    fields = {k: raw[k] for k in MapMeta.__dataclass_fields__ if k in raw}
-    return MapMeta(**fields), raw
-
-
-def _load_keyframe(root: Path, row: tuple) -> tuple[Keyframe, Optional[dict[str, np.ndarray]]]:
-    kid, _, w, h, K, T, stamp, has_depth, has_pm, has_feat = row
-    bgr = cv2.imread(str(root / "rgb" / f"{kid}.png"), cv2.IMREAD_COLOR)
-    if bgr is None or bgr.shape[:2] != (h, w):
-        raise MapFormatError(f"{root}: image of keyframe {kid} is missing, corrupt or not {w}x{h}")
-    depth = pointmap = None
-    if has_depth or has_pm:
-        with np.load(root / "arrays" / f"{kid}.npz") as z:
-            depth = z["depth"] if has_depth else None
-            pointmap = z["pointmap"] if has_pm else None
-    feats = None
-    if has_feat:
-        with np.load(root / "features" / f"{kid}.npz") as z:
-            feats = {k: z[k] for k in z.files}
-    kf = Keyframe(kid, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), np.array(json.loads(K)).reshape(3, 3),
-                  np.array(json.loads(T)).reshape(4, 4), stamp, depth, pointmap)
-    return kf, feats
-
-
-def check_compatible(meta: MapMeta, expected: Optional[MapMeta]) -> None:
-    """Refuse a map whose model identity or preprocessing differs from ``expected``.
-
-    A field is compared only when it is set (non-empty / non-zero) on both sides, so a map without
-    network-derived data (``model_id == ""``) is compatible with every model.
-
-    Raises:
-        MapCompatibilityError: naming the differing field and both values.
-    """
-    if expected is None:
+def _prepare_dir(path: Path) -> None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        with writing(path):
+            path.mkdir(parents=True, exist_ok=True)
         return
-    for name in COMPAT_FIELDS:
-        have, want = getattr(meta, name), getattr(expected, name)
-        if have and want and have != want:
-            raise MapCompatibilityError(
-                f"map was built with {name}={have!r} but the localizer uses {want!r}; rebuild the "
-                f"map with the configured model/preprocessing or configure the map's model")
+    if not stat.S_ISDIR(st.st_mode):
+        raise MapError(f"{path} exists and is not a directory; choose another path for the map")
+    names = os.listdir(path)
+    if CURRENT not in names and not all(_ours(n) for n in names):
+        raise MapError(f"{path} exists and is not a map directory (no {CURRENT}); choose another "
+                       "path or an empty directory")
 
 
-def load_map(path: Union[str, Path], expected: Optional[MapMeta] = None) -> KeyframeMap:
-    """Read and validate a map directory (retries once when a concurrent save replaced it).
+def _ours(name: str) -> bool:
+    return name == LOCK_NAME or bool(TMP_RE.fullmatch(name)) or _is_current_tmp(name)
 
-    Args:
-        path: map directory written by :func:`save_map`.
-        expected: compatibility fields of the consumer (see :func:`check_compatible`).
 
-    Raises:
-        MapFormatError: missing/corrupt/unknown-version map.
-        MapCompatibilityError: the map was built with another model or preprocessing.
-    """
-    path = Path(path)
-    before = _current_name(path)
+def _is_current_tmp(name: str) -> bool:
+    return name.startswith(_CURRENT_TMP) and bool(VERSION_RE.fullmatch("v-" + name[9:]))
+
+
+def _save_incremental(kmap: KeyframeMap, path: Path, previous: Optional[str],
+                      cfg: MapStoreConfig) -> Optional[StoreSource]:
+    """Append the changes to the live version when possible; the updated source, else None."""
+    src = kmap.source
+    if not isinstance(src, StoreSource) or previous != src.version_dir.name:
+        return None
     try:
-        return _load_version(path, expected)
-    except MapFormatError:
-        if not before or _current_name(path) == before:
-            raise
-        logger.info("map %s was replaced while loading; loading the new version", path)
-        return _load_version(path, expected)
+        if not os.path.samefile(src.map_dir, path) or \
+                _generation(src.version_dir) != src.index.generation:
+            return None
+    except (OSError, MapFormatError, sqlite3.Error):
+        return None
+    plan = plan_incremental(kmap, src.index)
+    if plan is None or _dead_bytes_after(plan.base, plan.writes, plan.removed) > \
+            max(_MIN_DEAD_BYTES, _live_bytes(src.index)):
+        return None
+    content = _guarded(lambda: apply_plan(kmap, plan, src.version_dir), src.version_dir)
+    src.update(content)
+    return src
 
 
-def _current_name(path: Path) -> str:
+def _generation(version_dir: Path) -> int:
+    con = connect(version_dir / "index.sqlite", write=False)
     try:
-        return (path / _CURRENT).read_text().strip()
-    except OSError:
-        return ""
+        row = con.execute("SELECT value FROM info WHERE key = 'generation'").fetchone()
+    finally:
+        con.close()
+    return row[0] if row else -1
 
 
-def _load_version(path: Path, expected: Optional[MapMeta]) -> KeyframeMap:
-    """Load the version named by CURRENT (see :func:`load_map`)."""
-    try:
-        root = path / (path / _CURRENT).read_text().strip()
-    except OSError as exc:
-        raise MapFormatError(f"{path} is not a map directory (no readable {_CURRENT} file); "
-                             f"build one with `mast3r-ros map-from-rgbd`") from exc
-    db = root / _DB
-    if not db.is_file():
-        raise MapFormatError(f"{path}: version {root.name} has no {_DB}; the map is corrupt")
-    try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+def _live_bytes(index: IndexContent) -> int:
+    return sum(e.nbytes for ext in index.extents.values() for e in ext.values())
+
+
+def _dead_bytes_after(base: Optional[IndexContent], writes: list, removed: list[int]) -> int:
+    """Unreferenced payload bytes once a plan is applied (compaction trigger)."""
+    assert base is not None
+    dead = sum(base.lengths.values()) - _live_bytes(base)
+    for kid in removed:
+        dead += sum(e.nbytes for e in base.extents[kid].values())
+    for w in writes:
+        for name, e in base.extents.get(w.kid, {}).items():
+            if w.payload or (w.features and (name == "desc" or name.startswith("f."))):
+                dead += e.nbytes
+    return dead
+
+
+def _guarded(fn: Callable[[], T], where: Path) -> T:
+    """Run ``fn`` turning OS and SQLite write failures into :class:`MapWriteError`."""
+    with writing(where):
         try:
-            meta, raw = _read_meta(con, db)
-            check_compatible(meta, expected)
-            rows = list(con.execute("SELECT * FROM keyframes ORDER BY idx"))
-        finally:
-            con.close()
-        loaded = [_load_keyframe(root, row) for row in rows]
-        gd = None
-        if raw.get("global_desc_shape") is not None:
-            gd = np.load(root / "global_desc.npy", allow_pickle=False)
-            if list(gd.shape) != raw["global_desc_shape"]:
-                raise MapFormatError(f"{path}: global_desc has shape {gd.shape}, expected "
-                                     f"{raw['global_desc_shape']}")
-    except (sqlite3.Error, OSError, ValueError, KeyError, InputError, EOFError,
-            zipfile.BadZipFile) as exc:
-        raise MapFormatError(f"{path}: corrupt map ({type(exc).__name__}: {exc}); rebuild it") from exc
-    if raw.get("num_keyframes") != len(loaded):
-        raise MapFormatError(f"{path}: {len(loaded)} keyframes stored, meta says "
-                             f"{raw.get('num_keyframes')}")
-    feats = {kf.id: f for kf, f in loaded if f}
-    return KeyframeMap(meta, [kf for kf, _ in loaded], gd, feats)
+            return fn()
+        except sqlite3.Error as exc:
+            code = errno.ENOSPC if "full" in str(exc) else errno.EIO
+            raise OSError(code, f"SQLite: {exc}") from exc
+
+
+def _save_full(kmap: KeyframeMap, path: Path, previous: Optional[str],
+               cfg: MapStoreConfig) -> StoreSource:
+    tmp = path / f".tmp-{os.getpid()}-{uuid.uuid4().hex}"
+    vdir = path / f"v-{uuid.uuid4().hex}"
+    try:
+        def write() -> IndexContent:
+            tmp.mkdir()
+            _write_marker(tmp)
+            create_index(tmp)
+            content = apply_plan(kmap, plan_full(kmap, 0), tmp)
+            fsync_dir(tmp)
+            os.rename(tmp, vdir)
+            fsync_dir(path)
+            _swap_current(path, vdir.name)
+            return content
+
+        content = _guarded(write, path)
+    except BaseException:
+        _remove_tree(tmp)
+        if _current_or_none(path) != vdir.name:
+            _remove_tree(vdir)
+        raise
+    _remove_leftovers(path, keep=vdir.name, previous=previous)
+    return StoreSource(vdir, content, cfg)
+
+
+def _write_marker(directory: Path) -> None:
+    fd = os.open(directory / MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    try:
+        write_all(fd, f"mast3r_ros map store, schema {SCHEMA_VERSION}\n".encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _swap_current(path: Path, name: str) -> None:
+    tmp = path / f"{_CURRENT_TMP}{name[2:]}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        write_all(fd, f"{name}\n".encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path / CURRENT)
+    fsync_dir(path)
+
+
+def _remove_tree(p: Path) -> None:
+    shutil.rmtree(p, ignore_errors=True)
+
+
+def _remove_leftovers(path: Path, keep: str, previous: Optional[str]) -> None:
+    """Delete what a save can prove the store wrote: the version ``CURRENT`` named before, and
+    version / temporary directories carrying the marker (stale ones of dead writers: this runs
+    under the lock). Anything else in the directory is the user's and stays."""
+    for entry in os.scandir(path):
+        name = entry.name
+        if name == keep:
+            continue
+        if VERSION_RE.fullmatch(name) or TMP_RE.fullmatch(name):
+            proven = name == previous or os.path.isfile(Path(entry.path) / MARKER)
+            if entry.is_dir(follow_symlinks=False) and proven:
+                _remove_tree(Path(entry.path))
+        elif _is_current_tmp(name) and entry.is_file(follow_symlinks=False):
+            os.unlink(entry.path)

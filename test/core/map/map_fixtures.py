@@ -1,0 +1,104 @@
+"""Small real maps for the store tests: demo 7-Scenes keyframes with encodings of both kinds."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from mast3r_ros.core.features import EncoderId, Mast3rFeatures, SiftFeatures
+from mast3r_ros.core.map import Keyframe, KeyframeMap, build_map_from_rgbd
+from mast3r_ros.core.retrieval.descriptors import TINY_DESCRIPTOR, tiny_image_descriptor
+from mast3r_ros.core.retrieval.index import l2_normalize
+from mast3r_ros.core.types import Encoding
+
+REPO = Path(__file__).resolve().parents[3]
+DEMO = REPO / "demo_data" / "sevenscenes_redkitchen"
+
+SIFT_ENCODER = EncoderId("sift", "opencv-sift-n200", 0, "", TINY_DESCRIPTOR, SiftFeatures.KIND)
+MAST3R_ENCODER = EncoderId("mast3r", "sha256:test", 512, "dust3r-resize-crop16-v1",
+                           "mast3r-encoder-mean-v1", Mast3rFeatures.KIND)
+
+
+@lru_cache(maxsize=4)
+def _demo_keyframes(n: int, scale: float) -> tuple[Keyframe, ...]:
+    kmap = build_map_from_rgbd(DEMO, max_frames=n)
+    out = []
+    for kf in kmap.keyframes():
+        if scale != 1.0:
+            w, h = int(kf.width * scale), int(kf.height * scale)
+            S = np.diag([w / kf.width, h / kf.height, 1.0])
+            rgb = cv2.resize(kf.rgb, (w, h), interpolation=cv2.INTER_AREA)
+            depth = cv2.resize(kf.depth, (w, h), interpolation=cv2.INTER_NEAREST)
+            kf = Keyframe(kf.id, rgb, S @ kf.K, kf.T_map_cam, kf.stamp, depth)
+        out.append(kf)
+    return tuple(out)
+
+
+def demo_keyframes(n: int = 4, scale: float = 0.25) -> list[Keyframe]:
+    """The first ``n`` demo keyframes (colour, registered depth, pose), resized by ``scale``."""
+    return list(_demo_keyframes(n, scale))
+
+
+def sift_encoding(kf: Keyframe) -> Encoding:
+    """Real SIFT features (OpenCV, 200 keypoints) and the tiny-image descriptor of a keyframe."""
+    grey = cv2.cvtColor(kf.rgb, cv2.COLOR_RGB2GRAY)
+    pts, desc = cv2.SIFT_create(200).detectAndCompute(grey, None)
+    xy = np.array([p.pt for p in pts], np.float64).reshape(-1, 2)
+    desc = np.zeros((0, 128), np.float32) if desc is None else desc.astype(np.float32)
+    return Encoding(SIFT_ENCODER, kf.width, kf.height, tiny_image_descriptor(kf.rgb),
+                    SiftFeatures(xy, desc))
+
+
+def mast3r_encoding(kf: Keyframe, rng: np.random.Generator, channels: int = 16) -> Encoding:
+    """A MASt3R-shaped encoding (random tokens for a 16-aligned crop of the keyframe)."""
+    h, w = max(16, kf.height // 16 * 16), max(16, kf.width // 16 * 16)
+    tokens = torch.from_numpy(rng.normal(size=((h // 16) * (w // 16), channels))
+                              .astype(np.float32))
+    desc = l2_normalize(tokens.mean(0).numpy())
+    return Encoding(MAST3R_ENCODER, kf.width, kf.height, desc, Mast3rFeatures(tokens, (h, w)))
+
+
+def demo_map(n: int = 4, encoder: str = "sift", scale: float = 0.25, seed: int = 0,
+             pointmap_ids: tuple[int, ...] = ()) -> KeyframeMap:
+    """A map of demo keyframes with encodings of ``encoder`` ("sift", "mast3r" or "none").
+
+    Keyframes listed in ``pointmap_ids`` (positions) carry a pointmap instead of a depth.
+    """
+    rng = np.random.default_rng(seed)
+    kmap = KeyframeMap()
+    for i, kf in enumerate(demo_keyframes(n, scale)):
+        if i in pointmap_ids:
+            pm = rng.normal(size=(kf.height, kf.width, 3)).astype(np.float32)
+            kf = Keyframe(kf.id, kf.rgb, kf.K, kf.T_map_cam, kf.stamp, None, pm)
+        enc = {"sift": sift_encoding, "mast3r": lambda k: mast3r_encoding(k, rng),
+               "none": lambda k: None}[encoder](kf)
+        kmap.add(kf, enc)
+    return kmap
+
+
+def assert_same_map(a: KeyframeMap, b: KeyframeMap) -> None:
+    """Every keyframe, record, feature array and descriptor of ``a`` equals ``b``'s, bit for bit."""
+    assert a.ids == b.ids and a.meta == b.meta and a.encoder == b.encoder
+    for kid in a.ids:
+        ka, kb = a.keyframe(kid), b.keyframe(kid)
+        for name in ("rgb", "K", "T_map_cam", "depth", "pointmap"):
+            va, vb = getattr(ka, name), getattr(kb, name)
+            assert (va is None) == (vb is None), (kid, name)
+            if va is not None:
+                assert va.dtype == vb.dtype and np.array_equal(va, vb, equal_nan=True), (kid, name)
+        assert ka.stamp == kb.stamp
+        fa, fb = a.features(kid), b.features(kid)
+        assert (fa is None) == (fb is None), kid
+        if fa is not None and fb is not None:
+            xa, xb = fa.to_arrays(), fb.to_arrays()
+            assert xa.keys() == xb.keys()
+            for k in xa:
+                assert xa[k].dtype == xb[k].dtype and np.array_equal(xa[k], xb[k]), (kid, k)
+        ea, eb = a.encoding(kid), b.encoding(kid)
+        assert (ea is None) == (eb is None)
+        if ea is not None and eb is not None:
+            assert np.array_equal(ea.global_desc, eb.global_desc)
