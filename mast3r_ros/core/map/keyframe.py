@@ -22,8 +22,8 @@ import numpy as np
 
 from mast3r_ros.core.errors import InputError
 from mast3r_ros.core.features import EncoderId, Features, features_from_arrays
-from mast3r_ros.core.geometry.camera import depth_to_points, intrinsics_problem
-from mast3r_ros.core.geometry.se3 import transform_points
+from mast3r_ros.core.geometry.camera import intrinsics_problem
+from mast3r_ros.core.map.cloud import keyframe_points
 from mast3r_ros.core.retrieval.index import GlobalIndex
 from mast3r_ros.core.types import Encoding, ImageSized, KeyframeEncoding
 
@@ -252,13 +252,11 @@ class KeyframeMap:
         return KeyframeEncoding(keyframe_id, enc, lambda: self.keyframe(keyframe_id).rgb)
 
     def payload_in_memory(self, keyframe_id: int) -> bool:
-        """True when the keyframe's pixels are held in memory (added since the map was read or
-        last saved), False when they are read through :attr:`source`."""
+        """True when the keyframe's pixels are in memory, not read through :attr:`source`."""
         return keyframe_id in self._mem
 
     def features_in_memory(self, keyframe_id: int) -> bool:
-        """True when the keyframe's features are held in memory (set since the map was read or
-        last saved), False when they are read through :attr:`source` (or absent)."""
+        """True when the keyframe's features are in memory, not read through :attr:`source`."""
         return keyframe_id in self._features
 
     def bind_source(self, source: PayloadSource) -> None:
@@ -294,6 +292,22 @@ class KeyframeMap:
         if record.id in self._records:
             raise InputError(f"keyframe id {record.id} is already in the map")
         self._records[record.id] = record
+        self._poses = None
+
+    def set_pose(self, keyframe_id: int, T_map_cam: np.ndarray) -> None:
+        """Move a keyframe (e.g. after a pose-graph optimisation), O(1).
+
+        Raises:
+            KeyError: unknown id.
+            InputError: not a finite 4x4 matrix.
+        """
+        T = np.array(T_map_cam, dtype=np.float64)
+        if T.shape != (4, 4) or not np.all(np.isfinite(T)):
+            raise InputError(f"keyframe {keyframe_id}: T_map_cam must be a finite 4x4 matrix")
+        self._records[keyframe_id] = dataclasses.replace(self._records[keyframe_id], T_map_cam=T)
+        kf = self._mem.get(keyframe_id)
+        if kf is not None:
+            self._mem[keyframe_id] = dataclasses.replace(kf, T_map_cam=T)
         self._poses = None
 
     def set_encoding(self, keyframe_id: int, encoding: Encoding) -> None:
@@ -370,7 +384,7 @@ class KeyframeMap:
         pts, cols = [], []
         per_kf = max(1, max_points // max(len(self), 1))
         for kf in self.keyframes():
-            X, ij = _keyframe_points(kf, per_kf)
+            X, ij = keyframe_points(kf, per_kf)
             if X is not None:
                 pts.append(X)
                 cols.append(kf.rgb[ij[:, 1], ij[:, 0]])
@@ -383,17 +397,3 @@ class KeyframeMap:
             P, C = P[keep], C[keep]
         return P, C
 
-
-def _keyframe_points(kf: Keyframe, budget: int) -> tuple[Optional[np.ndarray], np.ndarray]:
-    """About ``budget`` map-frame points of one keyframe and their (x, y) pixels."""
-    step = max(1, int(np.sqrt(kf.width * kf.height / max(budget, 1))))
-    if kf.depth is not None:
-        X_cam, xy = depth_to_points(kf.depth, kf.K, step)
-        return transform_points(kf.T_map_cam, X_cam), xy.astype(np.int64)
-    if kf.pointmap is not None:
-        sub = kf.pointmap[::step, ::step].reshape(-1, 3).astype(np.float64)
-        rows, cols = np.mgrid[0:kf.height:step, 0:kf.width:step]
-        ij = np.stack([cols.reshape(-1), rows.reshape(-1)], axis=1)
-        ok = np.all(np.isfinite(sub), axis=1)
-        return sub[ok], ij[ok]
-    return None, np.zeros((0, 2), np.int64)
