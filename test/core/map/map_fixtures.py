@@ -102,3 +102,51 @@ def assert_same_map(a: KeyframeMap, b: KeyframeMap) -> None:
         assert (ea is None) == (eb is None)
         if ea is not None and eb is not None:
             assert np.array_equal(ea.global_desc, eb.global_desc)
+
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def version_dir(path: Path) -> Path:
+    """The live version directory of a map."""
+    return path / (path / "CURRENT").read_text().strip()
+
+
+def copy_fixture(name: str, dest: Path) -> Path:
+    """A writable copy of a committed schema-1 fixture (``v1_sift`` / ``v1_mast3r``)."""
+    import shutil
+
+    shutil.copytree(FIXTURES / name, dest)
+    return dest
+
+
+def edit_index(path: Path, sql: str, params: tuple = (), rehash: bool = True) -> None:
+    """Run ``sql`` on a v2 map's index; with ``rehash`` recompute every row digest afterwards,
+    so that only the value checks (not the checksums) can catch the edit."""
+    import sqlite3
+
+    from mast3r_ros.core.map.format import TABLE_COLUMNS, row_digest
+
+    con = sqlite3.connect(version_dir(path) / "index.sqlite", isolation_level=None)
+    try:
+        con.execute(sql, params)
+        for table, cols in TABLE_COLUMNS.items():
+            if not rehash:
+                break
+            for row in list(con.execute(f"SELECT rowid, {', '.join(cols[:-1])} FROM {table}")):
+                con.execute(f"UPDATE {table} SET h = ? WHERE rowid = ?",
+                            (row_digest(tuple(row[1:])), row[0]))
+    finally:
+        con.close()
+
+
+def extent(path: Path, kid: int, name: str) -> tuple[int, int]:
+    """(offset, nbytes) of a stored array of a v2 map."""
+    import sqlite3
+
+    con = sqlite3.connect(version_dir(path) / "index.sqlite")
+    try:
+        return con.execute("SELECT offset, nbytes FROM arrays WHERE keyframe_id = ? AND name = ?",
+                           (kid, name)).fetchone()
+    finally:
+        con.close()
