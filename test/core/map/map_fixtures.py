@@ -150,3 +150,41 @@ def extent(path: Path, kid: int, name: str) -> tuple[int, int]:
                            (kid, name)).fetchone()
     finally:
         con.close()
+
+
+def rewrite_array(path: Path, kid: int, name: str, values: np.ndarray) -> None:
+    """Overwrite a stored array in place with ``values`` (same size) and fix its content hash and
+    row digests: a deliberately wrong but internally consistent map."""
+    import sqlite3
+
+    from mast3r_ros.core.map.format import array_bytes, content_hash, file_of
+
+    off, nbytes = extent(path, kid, name)
+    dtype, shape, data = array_bytes(values)
+    assert data.nbytes == nbytes
+    with open(version_dir(path) / "data" / file_of(name), "r+b") as f:
+        f.seek(off)
+        f.write(data)
+    con = sqlite3.connect(version_dir(path) / "index.sqlite")
+    shape = con.execute("SELECT shape FROM arrays WHERE keyframe_id = ? AND name = ?",
+                        (kid, name)).fetchone()[0]
+    con.close()
+    edit_index(path, "UPDATE arrays SET sha256 = ? WHERE keyframe_id = ? AND name = ?",
+               (content_hash(dtype, shape, data), kid, name))
+
+
+def png_bomb(width: int = 32768, height: int = 32768) -> bytes:
+    """A valid 1-bit greyscale PNG of ``width`` x ``height`` black pixels (~130 kB at 32768^2)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    z = zlib.compressobj(9)
+    row = bytes(1 + (width + 7) // 8)
+    block = row * 1024
+    idat = b"".join(z.compress(block) for _ in range(height // 1024)) + z.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
