@@ -135,16 +135,19 @@ def _small_int(v: SqlValue, what: str, lo: int, hi: int) -> int:
     return v
 
 
-def _info(rows: list[tuple], where: str) -> tuple[int, MapMeta]:
+def _info(rows: list[tuple], where: str) -> tuple[int, MapMeta, tuple[int, int]]:
+    """Generation, meta and the (keyframe, array) row counts from the ``info`` rows."""
     info = dict(rows)
     version = info.get("schema_version")
     if version != SCHEMA_VERSION:
         raise MapFormatError(f"{where}: schema version {version!r:.20} is not supported (this "
                              f"version reads {SCHEMA_VERSION} and 1); rebuild the map")
     generation = _small_int(info.get("generation"), f"{where}: generation", 0, 2**62)
-    meta = MapMeta(**{k: _text(info.get(k, ""), f"{where}: meta {k}")
+    meta = MapMeta(**{k: _text(info.get(k), f"{where}: meta {k}")
                       for k in ("created", "frame_id", "source")})
-    return generation, meta
+    counts = (_small_int(info.get("num_keyframes"), f"{where}: num_keyframes", 0, MAX_KEYFRAMES),
+              _small_int(info.get("num_arrays"), f"{where}: num_arrays", 0, 64 * MAX_KEYFRAMES))
+    return generation, meta, counts
 
 
 def _encoder(rows: list[tuple], where: str) -> tuple[Optional[EncoderId], int]:
@@ -227,7 +230,7 @@ def _check_tables(con: sqlite3.Connection, where: str) -> None:
 def _read(con: sqlite3.Connection, version_dir: Path, config: MapStoreConfig) -> IndexContent:
     where = str(version_dir)
     _check_tables(con, where)
-    generation, meta = _info(_rows(con, "info", where), where)
+    generation, meta, counts = _info(_rows(con, "info", where), where)
     encoder, dim = _encoder(_rows(con, "encoder", where), where)
     content = IndexContent(generation, meta, encoder, dim,
                            _lengths(_rows(con, "files", where), version_dir))
@@ -242,7 +245,12 @@ def _read(con: sqlite3.Connection, version_dir: Path, config: MapStoreConfig) ->
         if has_f:
             content.with_features.add(rec.id)
     content.records = [seqs[s] for s in sorted(seqs)]
-    for row in _rows(con, "arrays", where):
+    arrays = _rows(con, "arrays", where)
+    if (len(content.records), len(arrays)) != counts:
+        raise MapFormatError(f"{where}: {len(content.records)} keyframes / {len(arrays)} arrays "
+                             f"stored, the index says {counts[0]} / {counts[1]}; restore or "
+                             "rebuild the map")
+    for row in arrays:
         kid, ext = parse_extent(row, content.lengths, where)
         if kid not in content.extents:
             raise MapFormatError(f"{where}: array {ext.name} of unknown keyframe {kid}")

@@ -26,6 +26,7 @@ import math
 import os
 import sqlite3
 import struct
+import tokenize
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -54,7 +55,7 @@ _MAX_TOKENS, _MAX_CHANNELS = 1 << 16, 1 << 12
 #: errors of malformed input raised by zipfile / numpy / PIL / json parsing
 _PARSE_ERRORS = (ValueError, SyntaxError, EOFError, OSError, KeyError, RuntimeError, TypeError,
                  NotImplementedError, zipfile.BadZipFile, zlib.error, struct.error, RecursionError,
-                 Image.DecompressionBombError)
+                 tokenize.TokenError, Image.DecompressionBombError)
 
 
 def _json(text: Any, what: str) -> Any:
@@ -164,7 +165,8 @@ def _descriptors(vdir: Path, shape: Any, n: int) -> Optional[np.ndarray]:
             d = _read_npy(f, str(path), "<f4", lambda s: s == (n, dim), 4 * n * dim)
         except _PARSE_ERRORS as exc:
             raise MapFormatError(f"{path}: corrupt ({type(exc).__name__}: {exc})") from exc
-    norms = np.linalg.norm(np.nan_to_num(d, nan=0.0, posinf=0.0, neginf=0.0), axis=1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        norms = np.linalg.norm(np.nan_to_num(d, nan=0.0, posinf=0.0, neginf=0.0), axis=1)
     if not np.all(np.isfinite(d)) or np.any(np.abs(norms - 1.0) > 1e-3):
         raise MapFormatError(f"{path}: global descriptors must be finite unit vectors; rebuild "
                              "the map")

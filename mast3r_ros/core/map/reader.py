@@ -181,7 +181,8 @@ def _descriptors(source: StoreSource, ids: list[int]) -> np.ndarray:
                                  "mismatch (bit rot or a modified file); restore or rebuild it")
         out[row] = np.frombuffer(raw, "<f4")
     bad = ~np.all(np.isfinite(out), axis=1)
-    norms = np.linalg.norm(np.where(bad[:, None], 0.0, out), axis=1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        norms = np.linalg.norm(np.where(bad[:, None], 0.0, out), axis=1)
     bad |= np.abs(norms - 1.0) > 1e-3
     if np.any(bad):
         kid = ids[int(np.flatnonzero(bad)[0])]

@@ -256,8 +256,12 @@ def _commit_rows(con: sqlite3.Connection, kmap: KeyframeMap, plan: Plan,
     for name, length in c.lengths.items():
         insert_row(con, "files", (name, length), replace=True)
     c.generation += 1
-    rows: dict[str, SqlValue] = {"schema_version": SCHEMA_VERSION, "generation": c.generation,
-            "created": c.meta.created, "frame_id": c.meta.frame_id, "source": c.meta.source}
+    counts = [con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+              for t in ("keyframes", "arrays")]
+    rows: dict[str, SqlValue] = {
+        "schema_version": SCHEMA_VERSION, "generation": c.generation, "created": c.meta.created,
+        "frame_id": c.meta.frame_id, "source": c.meta.source, "num_keyframes": counts[0],
+        "num_arrays": counts[1]}
     for key, value in rows.items():
         insert_row(con, "info", (key, value), replace=True)
     if c.encoder is not None and c.dim:

@@ -105,6 +105,7 @@ def assert_same_map(a: KeyframeMap, b: KeyframeMap) -> None:
 
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+TABLE_COLUMNS = __import__("mast3r_ros.core.map.format", fromlist=["TABLE_COLUMNS"]).TABLE_COLUMNS
 
 
 def version_dir(path: Path) -> Path:

@@ -76,9 +76,17 @@ def test_d1_huge_or_malformed_shape_is_refused_before_allocating(saved, shape) -
 
 
 def test_d1_wrong_counts_and_dtypes(saved) -> None:
-    edit_index(saved, "DELETE FROM arrays WHERE name = 'depth' AND keyframe_id = "
-                      "(SELECT id FROM keyframes WHERE seq = 0)")
+    drop_depth = ("DELETE FROM arrays WHERE name = 'depth' AND keyframe_id = "
+                  "(SELECT id FROM keyframes WHERE seq = 0)")
+    edit_index(saved, drop_depth)
+    with pytest.raises(MapFormatError, match="index says"):
+        read_everything(saved)
+    edit_index(saved, "UPDATE info SET value = value - 1 WHERE key = 'num_arrays'")
     with pytest.raises(MapFormatError, match="promises"):
+        read_everything(saved)
+    save_map(demo_map(3, "sift"), saved)
+    edit_index(saved, "UPDATE info SET value = 4 WHERE key = 'num_keyframes'")
+    with pytest.raises(MapFormatError, match="index says 4"):
         read_everything(saved)
     save_map(demo_map(3, "sift"), saved)
     edit_index(saved, "UPDATE arrays SET dtype = '<f8' WHERE name = 'depth'")

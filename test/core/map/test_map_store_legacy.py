@@ -118,6 +118,17 @@ def test_d1_v1_npz_and_npy_headers_claiming_huge_shapes(tmp_path) -> None:
         read_everything(path)
 
 
+@pytest.mark.parametrize("header", [b"{'descr': '<f4', 'shape': (3,", b"{'descr': " + b"(" * 500,
+                                    b"\xff\xfe", b"{'descr': '<f4', 'fortran_order': False, "
+                                    b"'shape': (3, 10**100)}"])
+def test_d1_v1_malformed_npy_headers(tmp_path, header) -> None:
+    path = copy_fixture("v1_mast3r", tmp_path / "m")
+    raw = b"\x93NUMPY\x01\x00" + len(header + b"\n").to_bytes(2, "little") + header + b"\n"
+    (version_dir(path) / "global_desc.npy").write_bytes(raw + b"\x00" * 64)
+    with pytest.raises(MapFormatError, match="global_desc.npy"):
+        read_everything(path)
+
+
 def test_d1_v1_wrong_counts(tmp_path) -> None:
     path = copy_fixture("v1_sift", tmp_path / "m")
     _v1_sql(path, "UPDATE meta SET value = '7' WHERE key = 'num_keyframes'")
