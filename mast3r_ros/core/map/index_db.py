@@ -20,6 +20,7 @@ from mast3r_ros.core.config import MapStoreConfig
 from mast3r_ros.core.errors import MapError, MapFormatError
 from mast3r_ros.core.features import EncoderId
 from mast3r_ros.core.geometry.camera import intrinsics_problem
+from mast3r_ros.core.map.extents import ExtentTable, read_extents
 from mast3r_ros.core.map.files import open_regular
 from mast3r_ros.core.map.format import (
     INDEX,
@@ -28,8 +29,7 @@ from mast3r_ros.core.map.format import (
     TABLE_COLUMNS,
     Extent,
     SqlValue,
-    check_expected,
-    parse_extent,
+    pack_extents,
     row_digest,
 )
 from mast3r_ros.core.map.keyframe import KeyframeRecord, MapMeta
@@ -55,7 +55,7 @@ class IndexContent:
         lengths: committed byte length of each payload file.
         records: keyframe rows in insertion order.
         with_features: ids of keyframes with stored features and descriptor.
-        extents: keyframe id -> array name -> :class:`Extent`.
+        extents: where each keyframe's arrays are stored.
         seqs: keyframe id -> stored insertion order.
     """
 
@@ -66,7 +66,7 @@ class IndexContent:
     lengths: dict[str, int]
     records: list[KeyframeRecord] = field(default_factory=list)
     with_features: set[int] = field(default_factory=set)
-    extents: dict[int, dict[str, Extent]] = field(default_factory=dict)
+    extents: ExtentTable = field(default_factory=ExtentTable)
     seqs: dict[int, int] = field(default_factory=dict)
 
 
@@ -102,12 +102,13 @@ def insert_row(con: sqlite3.Connection, table: str, values: tuple[SqlValue, ...]
                 (*values, row_digest(values)))
 
 
-def record_values(rec: KeyframeRecord, seq: int, has_features: bool) -> tuple[SqlValue, ...]:
-    """The ``keyframes`` row of a record (without its digest)."""
+def record_values(rec: KeyframeRecord, seq: int, has_features: bool,
+                  extents: list[Extent]) -> tuple[SqlValue, ...]:
+    """The ``keyframes`` row of a record and its arrays (without its digest)."""
     return (rec.id, seq, rec.width, rec.height,
             np.ascontiguousarray(rec.K, dtype="<f8").tobytes(),
             np.ascontiguousarray(rec.T_map_cam, dtype="<f8").tobytes(), float(rec.stamp),
-            int(rec.has_depth), int(rec.has_pointmap), int(has_features))
+            int(rec.has_depth), int(rec.has_pointmap), int(has_features), pack_extents(extents))
 
 
 def _rows(con: sqlite3.Connection, table: str, where: str) -> list[tuple]:
@@ -172,8 +173,10 @@ def _lengths(rows: list[tuple], version_dir: Path) -> dict[str, int]:
     return lengths
 
 
-def _record(row: tuple, config: MapStoreConfig, where: str) -> tuple[int, KeyframeRecord, bool]:
-    kid, seq, w, h, K, T, stamp, has_d, has_p, has_f = row
+def _record(row: tuple, config: MapStoreConfig, where: str, k_seen: dict[bytes, np.ndarray]
+            ) -> tuple[int, KeyframeRecord, bool]:
+    """One keyframe row (its ``arrays`` column is checked by :func:`read_extents`)."""
+    kid, seq, w, h, K, T, stamp, has_d, has_p, has_f, _ = row
     kid = _small_int(kid, f"{where}: keyframe id", 0, 2**62)
     what = f"{where}: keyframe {kid}"
     seq = _small_int(seq, f"{what}: seq", 0, 2**62)
@@ -183,37 +186,22 @@ def _record(row: tuple, config: MapStoreConfig, where: str) -> tuple[int, Keyfra
                              f"{config.max_image_pixels} (MapStoreConfig.max_image_pixels)")
     if not (isinstance(K, bytes) and len(K) == 72 and isinstance(T, bytes) and len(T) == 128):
         raise MapFormatError(f"{what}: K / T_map_cam must be 3x3 / 4x4 float64 blobs")
-    Km = np.frombuffer(K, "<f8").reshape(3, 3).astype(np.float64)
-    Tm = np.frombuffer(T, "<f8").reshape(4, 4).astype(np.float64)
-    problem = intrinsics_problem(Km)
-    if problem is not None or not np.all(np.isfinite(Tm)):
-        raise MapFormatError(f"{what}: {problem or 'T_map_cam contains NaN/inf'}")
+    Km = k_seen.get(K)
+    if Km is None:  # most maps have one K: check (and keep) each distinct one once
+        Km = np.frombuffer(K, "<f8").reshape(3, 3).astype(np.float64)
+        problem = intrinsics_problem(Km)
+        if problem is not None:
+            raise MapFormatError(f"{what}: {problem}")
+        Km.flags.writeable = False
+        k_seen[K] = Km
+    Tm = np.frombuffer(T, "<f8").reshape(4, 4)
+    if not np.isfinite(Tm).all():
+        raise MapFormatError(f"{what}: T_map_cam contains NaN/inf")
     if isinstance(stamp, bool) or not isinstance(stamp, (int, float)) or not np.isfinite(stamp):
         raise MapFormatError(f"{what}: stamp must be a finite number")
     flags = [_small_int(v, f"{what}: flag", 0, 1) for v in (has_d, has_p, has_f)]
     rec = KeyframeRecord(kid, w, h, Km, Tm, float(stamp), bool(flags[0]), bool(flags[1]))
     return seq, rec, bool(flags[2])
-
-
-def _check_arrays(rec: KeyframeRecord, ext: dict[str, Extent], has_f: bool, dim: int,
-                  where: str) -> None:
-    """Which arrays a keyframe must have, with which dtype and shape."""
-    kid, hw = rec.id, (rec.height, rec.width)
-    want = {name for name, on in (("rgb", True), ("depth", rec.has_depth),
-                                  ("pointmap", rec.has_pointmap), ("desc", has_f)) if on}
-    have = {n for n in ext if not n.startswith("f.")}
-    if have != want or has_f != any(n.startswith("f.") for n in ext):
-        raise MapFormatError(f"{where}: keyframe {kid} stores {sorted(ext)}, its row promises "
-                             f"{sorted(want)}{' and features' if has_f else ''}")
-    check_expected(ext["rgb"], "|u1", (*hw, 3), where, kid)
-    if rec.has_depth:
-        check_expected(ext["depth"], "<f4", hw, where, kid)
-    if rec.has_pointmap:
-        check_expected(ext["pointmap"], "<f4", (*hw, 3), where, kid)
-    if has_f:
-        check_expected(ext["desc"], "<f4", (dim,), where, kid)
-        if ext["desc"].offset % (4 * dim):
-            raise MapFormatError(f"{where}: descriptor of keyframe {kid} is misaligned")
 
 
 def _check_tables(con: sqlite3.Connection, where: str) -> None:
@@ -222,9 +210,8 @@ def _check_tables(con: sqlite3.Connection, where: str) -> None:
         if kinds.get(table) != "table":
             raise MapFormatError(f"{where}: the index has no table {table!r}")
     n = con.execute("SELECT COUNT(*) FROM keyframes").fetchone()[0]
-    m = con.execute("SELECT COUNT(*) FROM arrays").fetchone()[0]
-    if n > MAX_KEYFRAMES or m > 64 * n + 64:
-        raise MapFormatError(f"{where}: {n} keyframes / {m} arrays are more than a map can hold")
+    if n > MAX_KEYFRAMES:
+        raise MapFormatError(f"{where}: {n} keyframes are more than a map can hold")
 
 
 def _read(con: sqlite3.Connection, version_dir: Path, config: MapStoreConfig) -> IndexContent:
@@ -234,31 +221,29 @@ def _read(con: sqlite3.Connection, version_dir: Path, config: MapStoreConfig) ->
     encoder, dim = _encoder(_rows(con, "encoder", where), where)
     content = IndexContent(generation, meta, encoder, dim,
                            _lengths(_rows(con, "files", where), version_dir))
-    seqs: dict[int, KeyframeRecord] = {}
-    for row in _rows(con, "keyframes", where):
-        seq, rec, has_f = _record(row, config, where)
-        if seq in seqs:
+    rows = _rows(con, "keyframes", where)
+    if len(rows) != counts[0]:
+        raise MapFormatError(f"{where}: {len(rows)} keyframes stored, the index says "
+                             f"{counts[0]}; restore or rebuild the map")
+    k_seen: dict[bytes, np.ndarray] = {}
+    parsed = sorted((_record(row, config, where, k_seen) + (row[-1],) for row in rows),
+                    key=lambda p: p[0])
+    for (seq, _, _, _), (nseq, _, _, _) in zip(parsed, parsed[1:]):
+        if seq == nseq:
             raise MapFormatError(f"{where}: two keyframes have insertion order {seq}")
-        seqs[seq] = rec
-        content.seqs[rec.id] = seq
-        content.extents[rec.id] = {}
-        if has_f:
-            content.with_features.add(rec.id)
-    content.records = [seqs[s] for s in sorted(seqs)]
-    arrays = _rows(con, "arrays", where)
-    if (len(content.records), len(arrays)) != counts:
-        raise MapFormatError(f"{where}: {len(content.records)} keyframes / {len(arrays)} arrays "
-                             f"stored, the index says {counts[0]} / {counts[1]}; restore or "
-                             "rebuild the map")
-    for row in arrays:
-        kid, ext = parse_extent(row, content.lengths, where)
-        if kid not in content.extents:
-            raise MapFormatError(f"{where}: array {ext.name} of unknown keyframe {kid}")
-        content.extents[kid][ext.name] = ext
+    content.records = [p[1] for p in parsed]
+    content.seqs = {p[1].id: p[0] for p in parsed}
+    content.with_features = {p[1].id for p in parsed if p[2]}
     if content.with_features and encoder is None:
         raise MapFormatError(f"{where}: keyframes have features but the index names no encoder")
-    for rec in content.records:
-        _check_arrays(rec, content.extents[rec.id], rec.id in content.with_features, dim, where)
+    blobs = [p[3] for p in parsed]
+    flags = {"width": np.array([r.width for r in content.records], np.int64),
+             "height": np.array([r.height for r in content.records], np.int64),
+             "has_depth": np.array([r.has_depth for r in content.records], bool),
+             "has_pointmap": np.array([r.has_pointmap for r in content.records], bool),
+             "has_features": np.array([p[2] for p in parsed], bool)}
+    content.extents = read_extents(blobs, [r.id for r in content.records], flags, dim,
+                                   content.lengths, where, counts[1])
     return content
 
 

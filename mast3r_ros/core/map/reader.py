@@ -95,7 +95,7 @@ class StoreSource:
             KeyError: the keyframe is not stored in this version.
             MapFormatError: its stored arrays are corrupt.
         """
-        ext = self.index.extents[record.id]
+        ext = self.index.extents.get(record.id)
         rgb = self.array(record.id, ext["rgb"])
         depth = self.array(record.id, ext["depth"]) if record.has_depth else None
         pointmap = self.array(record.id, ext["pointmap"]) if record.has_pointmap else None
@@ -114,7 +114,7 @@ class StoreSource:
         kid = record.id
         if kid not in self.index.with_features or self.index.encoder is None:
             return None
-        ext = self.index.extents[kid]
+        ext = self.index.extents.get(kid)
         key = ("features", ext["desc"].offset)
         hit = self.cache.get(key)
         if hit is not None:
@@ -149,8 +149,7 @@ class StoreSource:
         if fd is None:
             raise MapFormatError(f"{what}: the map was closed")
         data = pread_exact(fd, ext.nbytes, ext.offset, what)
-        if self.config.verify_hashes and content_hash(ext.dtype, ext.shape_text, data) \
-                != ext.sha256:
+        if self.config.verify_hashes and content_hash(ext.dtype, ext.shape, data) != ext.sha256:
             raise MapFormatError(f"{what}: content hash mismatch (bit rot or a modified file); "
                                  "restore the map from a backup or rebuild it")
         a = ext.array(data)
@@ -173,10 +172,9 @@ def _descriptors(source: StoreSource, ids: list[int]) -> np.ndarray:
     out = np.empty((len(ids), index.dim), np.float32)
     length = index.lengths.get("desc.bin", 0)
     blob = memoryview(source.read_file("desc.bin", length))
-    for row, kid in enumerate(ids):
-        e = index.extents[kid]["desc"]
+    for row, (kid, e) in enumerate(zip(ids, index.extents.lookup("desc", ids))):
         raw = blob[e.offset:e.offset + e.nbytes]
-        if source.config.verify_hashes and content_hash(e.dtype, e.shape_text, raw) != e.sha256:
+        if source.config.verify_hashes and content_hash(e.dtype, e.shape, raw) != e.sha256:
             raise MapFormatError(f"{where}: global descriptor of keyframe {kid}: content hash "
                                  "mismatch (bit rot or a modified file); restore or rebuild it")
         out[row] = np.frombuffer(raw, "<f4")

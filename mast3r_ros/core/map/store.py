@@ -248,7 +248,7 @@ def _generation(version_dir: Path) -> int:
 
 
 def _live_bytes(index: IndexContent) -> int:
-    return sum(e.nbytes for ext in index.extents.values() for e in ext.values())
+    return index.extents.live_bytes()
 
 
 def _dead_bytes_after(base: Optional[IndexContent], writes: list, removed: list[int]) -> int:
@@ -256,11 +256,15 @@ def _dead_bytes_after(base: Optional[IndexContent], writes: list, removed: list[
     assert base is not None
     dead = sum(base.lengths.values()) - _live_bytes(base)
     for kid in removed:
-        dead += sum(e.nbytes for e in base.extents[kid].values())
+        dead += base.extents.nbytes(kid)
     for w in writes:
-        for name, e in base.extents.get(w.kid, {}).items():
-            if w.payload or (w.features and (name == "desc" or name.startswith("f."))):
-                dead += e.nbytes
+        if w.kid not in base.extents:
+            continue
+        if w.payload:
+            dead += base.extents.nbytes(w.kid)
+        elif w.features:
+            dead += sum(e.nbytes for n, e in base.extents.get(w.kid).items()
+                        if n == "desc" or n.startswith("f."))
     return dead
 
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from mast3r_ros.core.errors import InputError
 from mast3r_ros.core.features import EncoderId
+from mast3r_ros.core.map.extents import ExtentTable
 from mast3r_ros.core.map.files import fsync_dir, write_all
 from mast3r_ros.core.map.format import (
     DATA,
@@ -98,7 +99,7 @@ def plan_incremental(kmap: KeyframeMap, base: IndexContent) -> Optional[Plan]:
         return None
     content = IndexContent(base.generation, kmap.meta, kmap.encoder or base.encoder,
                            kmap.index.dim if kmap.index is not None else base.dim,
-                           dict(base.lengths), [], set(), {})
+                           dict(base.lengths))
     removed = [kid for kid in base.extents if kid not in kmap]
     writes: list[KeyframeWrite] = []
     next_seq = max(base.seqs.values(), default=-1) + 1
@@ -155,8 +156,7 @@ class PayloadWriter:
         offset = self.lengths.get(file, 0)
         write_all(fd, data)
         self.lengths[file] = offset + data.nbytes
-        dims = tuple(int(d) for d in np.shape(array))
-        return Extent(name, file, offset, data.nbytes, dtype, dims,
+        return Extent(name, file, offset, data.nbytes, dtype, shape,
                       content_hash(dtype, shape, data))
 
     def sync(self) -> None:
@@ -225,43 +225,50 @@ def apply_plan(kmap: KeyframeMap, plan: Plan, version_dir: Path) -> IndexContent
         OSError / sqlite3.Error: the caller maps them to typed errors; nothing is committed then.
     """
     written = _write_payloads(kmap, plan, version_dir)
+    c = plan.content
+    c.extents = plan.base.extents.copy() if plan.base is not None else ExtentTable()
+    for kid in plan.removed:
+        c.extents.drop(kid)
+    for w in plan.writes:
+        ext = {} if w.payload or w.kid not in c.extents else dict(c.extents.get(w.kid))
+        if w.features:
+            ext = {n: e for n, e in ext.items() if n != "desc" and not n.startswith("f.")}
+        ext.update(written[w.kid])
+        c.extents.set(w.kid, ext)
     con = connect(version_dir / INDEX, write=True)
     try:
         con.execute("PRAGMA synchronous=FULL")
         con.execute("BEGIN IMMEDIATE")
-        _commit_rows(con, kmap, plan, written)
+        _commit_rows(con, kmap, plan)
         con.execute("COMMIT")
     finally:
         con.close()
-    return _content_after(kmap, plan, written)
+    seqs = {w.kid: w.seq for w in plan.writes}
+    for kid in kmap.ids:
+        c.records.append(kmap.record(kid))
+        c.seqs[kid] = seqs[kid] if kid in seqs else plan.base.seqs[kid]  # type: ignore[union-attr]
+        if _encoded(kmap, kid):
+            c.with_features.add(kid)
+    return c
 
 
-def _commit_rows(con: sqlite3.Connection, kmap: KeyframeMap, plan: Plan,
-                 written: dict[int, dict[str, Extent]]) -> None:
+def _commit_rows(con: sqlite3.Connection, kmap: KeyframeMap, plan: Plan) -> None:
     c = plan.content
     for kid in plan.removed:
         con.execute("DELETE FROM keyframes WHERE id = ?", (kid,))
-        con.execute("DELETE FROM arrays WHERE keyframe_id = ?", (kid,))
     for w in plan.writes:
-        if w.payload:
-            con.execute("DELETE FROM arrays WHERE keyframe_id = ?", (w.kid,))
-        elif w.features:
-            con.execute("DELETE FROM arrays WHERE keyframe_id = ? AND (name = 'desc' OR "
-                        "name LIKE 'f.%')", (w.kid,))
-        has_f = _encoded(kmap, w.kid)
-        insert_row(con, "keyframes", record_values(kmap.record(w.kid), w.seq, has_f), replace=True)
-        for e in written[w.kid].values():
-            insert_row(con, "arrays", (w.kid, e.name, e.offset, e.nbytes, e.dtype, e.shape_text,
-                                       e.sha256))
+        row = record_values(kmap.record(w.kid), w.seq, _encoded(kmap, w.kid),
+                            list(c.extents.get(w.kid).values()))
+        insert_row(con, "keyframes", row, replace=True)
     for name, length in c.lengths.items():
         insert_row(con, "files", (name, length), replace=True)
     c.generation += 1
-    counts = [con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
-              for t in ("keyframes", "arrays")]
+    n, m = con.execute("SELECT COUNT(*), COALESCE(SUM(length(arrays)), 0) / 96 "
+                       "FROM keyframes").fetchone()
     rows: dict[str, SqlValue] = {
         "schema_version": SCHEMA_VERSION, "generation": c.generation, "created": c.meta.created,
-        "frame_id": c.meta.frame_id, "source": c.meta.source, "num_keyframes": counts[0],
-        "num_arrays": counts[1]}
+        "frame_id": c.meta.frame_id, "source": c.meta.source, "num_keyframes": n,
+        "num_arrays": m}
     for key, value in rows.items():
         insert_row(con, "info", (key, value), replace=True)
     if c.encoder is not None and c.dim:
@@ -269,24 +276,3 @@ def _commit_rows(con: sqlite3.Connection, kmap: KeyframeMap, plan: Plan,
         enc: EncoderId = c.encoder
         insert_row(con, "encoder", (enc.backend, enc.model_id, enc.image_size, enc.preprocessing,
                                     enc.descriptor, enc.features, c.dim))
-
-
-def _content_after(kmap: KeyframeMap, plan: Plan, written: dict[int, dict[str, Extent]],
-                   ) -> IndexContent:
-    """The index as committed, for the map to read from without reopening it."""
-    c = plan.content
-    todo = {w.kid: w for w in plan.writes}
-    for kid in kmap.ids:
-        ext = dict(plan.base.extents.get(kid, {})) if plan.base is not None else {}
-        w = todo.get(kid)
-        if w is not None and w.payload:
-            ext = {}
-        elif w is not None and w.features:
-            ext = {n: e for n, e in ext.items() if n != "desc" and not n.startswith("f.")}
-        ext.update(written.get(kid, {}))
-        c.extents[kid] = ext
-        c.seqs[kid] = w.seq if w is not None else plan.base.seqs[kid]  # type: ignore[union-attr]
-        c.records.append(kmap.record(kid))
-        if _encoded(kmap, kid):
-            c.with_features.add(kid)
-    return c

@@ -141,23 +141,46 @@ def edit_index(path: Path, sql: str, params: tuple = (), rehash: bool = True) ->
         con.close()
 
 
-def extent(path: Path, kid: int, name: str) -> tuple[int, int]:
-    """(offset, nbytes) of a stored array of a v2 map."""
+def packed_extents(path: Path, kid: int) -> np.ndarray:
+    """A writable copy of a keyframe's packed table of arrays (format.ARRAY_REC records)."""
     import sqlite3
+
+    from mast3r_ros.core.map.format import ARRAY_REC
 
     con = sqlite3.connect(version_dir(path) / "index.sqlite")
     try:
-        return con.execute("SELECT offset, nbytes FROM arrays WHERE keyframe_id = ? AND name = ?",
-                           (kid, name)).fetchone()
+        blob = con.execute("SELECT arrays FROM keyframes WHERE id = ?", (kid,)).fetchone()[0]
     finally:
         con.close()
+    return np.frombuffer(blob, ARRAY_REC).copy()
+
+
+def edit_extent(path: Path, kid: int, array: str, drop: bool = False, rehash: bool = True,
+                **fields: object) -> None:
+    """Change fields of one array record of a keyframe (``shape`` as a tuple), or drop it."""
+    recs = packed_extents(path, kid)
+    i = [r["name"].decode() for r in recs].index(array)
+    for key, value in fields.items():
+        if key == "shape":
+            recs[i]["rank"] = len(value)  # type: ignore[arg-type]
+            recs[i]["shape"] = (list(value) + [0, 0, 0, 0])[:4]  # type: ignore[operator]
+        else:
+            recs[i][key] = value
+    if drop:
+        recs = np.delete(recs, i)
+    edit_index(path, "UPDATE keyframes SET arrays = ? WHERE id = ?", (recs.tobytes(), kid),
+               rehash=rehash)
+
+
+def extent(path: Path, kid: int, name: str) -> tuple[int, int]:
+    """(offset, nbytes) of a stored array of a v2 map."""
+    rec = next(r for r in packed_extents(path, kid) if r["name"].decode() == name)
+    return int(rec["offset"]), int(rec["nbytes"])
 
 
 def rewrite_array(path: Path, kid: int, name: str, values: np.ndarray) -> None:
     """Overwrite a stored array in place with ``values`` (same size) and fix its content hash and
     row digests: a deliberately wrong but internally consistent map."""
-    import sqlite3
-
     from mast3r_ros.core.map.format import array_bytes, content_hash, file_of
 
     off, nbytes = extent(path, kid, name)
@@ -166,12 +189,7 @@ def rewrite_array(path: Path, kid: int, name: str, values: np.ndarray) -> None:
     with open(version_dir(path) / "data" / file_of(name), "r+b") as f:
         f.seek(off)
         f.write(data)
-    con = sqlite3.connect(version_dir(path) / "index.sqlite")
-    shape = con.execute("SELECT shape FROM arrays WHERE keyframe_id = ? AND name = ?",
-                        (kid, name)).fetchone()[0]
-    con.close()
-    edit_index(path, "UPDATE arrays SET sha256 = ? WHERE keyframe_id = ? AND name = ?",
-               (content_hash(dtype, shape, data), kid, name))
+    edit_extent(path, kid, name, sha256=content_hash(dtype, shape, data))
 
 
 def png_bomb(width: int = 32768, height: int = 32768) -> bytes:

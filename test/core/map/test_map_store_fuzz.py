@@ -25,7 +25,9 @@ from map_fixtures import (
     TABLE_COLUMNS,
     assert_same_map,
     demo_map,
+    edit_extent,
     edit_index,
+    packed_extents,
     version_dir,
 )
 from test_map_store_hostile import deadline, read_everything
@@ -91,9 +93,37 @@ def _mutate_sql(case: Path, rng: np.random.Generator, v1: bool) -> str:
     return f"sql{'+rehash' if rehash else ''}:{table}.{col}"
 
 
+def _mutate_extent(case: Path, rng: np.random.Generator) -> str:
+    """A random field of a random packed array record set to a random value."""
+    if not _regular(case / "CURRENT") or not _regular(version_dir(case) / "index.sqlite"):
+        return "extent:skipped"
+    con = sqlite3.connect(version_dir(case) / "index.sqlite")
+    ids = [r[0] for r in con.execute("SELECT id FROM keyframes")]
+    con.close()
+    kid = ids[int(rng.integers(len(ids)))]
+    recs = packed_extents(case, kid)
+    if len(recs) == 0:
+        return "extent:empty"
+    field = ["name", "offset", "nbytes", "dtype", "rank", "shape", "sha256"][int(rng.integers(7))]
+    pick = lambda options: options[int(rng.integers(len(options)))]  # noqa: E731
+    value = {"name": lambda: pick([b"rgb", b"desc", b"f.xy", b"f.tokens", rng.bytes(8)]),
+             "offset": lambda: int(rng.integers(0, 2**63)),
+             "nbytes": lambda: int(rng.integers(0, 2**40)),
+             "dtype": lambda: pick([b"<f8", b"|u1", b"<f2", b"|O", b"<c8"]),
+             "rank": lambda: int(rng.integers(0, 256)),
+             "shape": lambda: rng.integers(0, 2**32, 4, dtype=np.uint64).astype(np.uint32),
+             "sha256": lambda: rng.bytes(32)}[field]()
+    rehash = rng.random() < 0.5
+    edit_extent(case, kid, recs[int(rng.integers(len(recs)))]["name"].decode(), rehash=rehash,
+                **({"shape": tuple(int(v) for v in value)} if field == "shape" else {field: value}))
+    return f"extent{'+rehash' if rehash else ''}:{field}"
+
+
 def _mutate(case: Path, rng: np.random.Generator, v1: bool) -> str:
     kind = ["truncate", "flip", "junk", "delete", "nonregular", "current", "sql", "sql",
-            "sql"][int(rng.integers(9))]
+            "sql" if v1 else "extent"][int(rng.integers(9))]
+    if kind == "extent":
+        return _mutate_extent(case, rng)
     files = [p for p in _files(case) if p.name != ".lock"]
     target = files[int(rng.integers(len(files)))]
     if kind == "truncate":
