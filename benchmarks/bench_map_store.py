@@ -17,8 +17,8 @@ descriptors.
 4. Appending 10 keyframes to the largest map (median of 3) vs a full save of it elsewhere.
 
 Usage: ``python -m benchmarks.bench_map_store [--sizes 1000,10000] [--scale 0.5]
-[--workdir DIR]``; prints one JSON line. Needs about 0.7 MB of disk per keyframe and map at
-scale 0.5 (twice that for the largest SIFT map, for the full-save copy).
+[--workdir DIR] [--threads 1]``; prints one JSON line. Needs about 0.6 MB of disk per keyframe
+and map at scale 0.5 (twice that for the largest SIFT map, for the full-save copy).
 """
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ def bench_open(path: Path, runs: int) -> dict:
     def raw() -> None:
         vdir = path / (path / "CURRENT").read_text().strip()
         con = sqlite3.connect(vdir / INDEX)
-        for table in ("info", "encoder", "files", "keyframes", "arrays"):
+        for table in ("info", "encoder", "files", "keyframes"):
             con.execute(f"SELECT * FROM {table}").fetchall()
         con.close()
         (vdir / "data" / "desc.bin").read_bytes()
@@ -221,14 +221,20 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--adds", type=int, default=200)
     ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads (the fp32 -> fp16 token conversion of a MASt3R add; "
+                         "0 = leave as is)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     sizes = [int(s) for s in args.sizes.split(",")]
     work = Path(tempfile.mkdtemp(dir=args.workdir, prefix="bench_map_store-"))
     kfs = _keyframes(args.scale)
     res: dict = {"bench": "map_store", "git": _git_rev(), "python": platform.python_version(),
                  "numpy": np.__version__, "sqlite": sqlite3.sqlite_version,
                  "cpu": platform.processor() or platform.machine(), "scale": args.scale,
-                 "image": f"{kfs[0].width}x{kfs[0].height}", "open": {}, "build_s": {}}
+                 "image": f"{kfs[0].width}x{kfs[0].height}",
+                 "torch_threads": torch.get_num_threads(), "open": {}, "build_s": {}}
     try:
         for kind in ("sift", "mast3r"):
             for n in sizes:

@@ -1,16 +1,18 @@
-"""Reading maps of schema 1 (saved before the typed store) into memory, as hostile input.
+"""Reading maps of schema 1 (saved before the schema-2 store) into memory, as hostile input.
 
 Schema 1 (``CURRENT`` -> ``v-<hex>/map.sqlite`` with a ``meta`` table of JSON values and a
 ``keyframes`` table with JSON ``K`` / ``T_map_cam``; ``rgb/<id>.png``; ``arrays/<id>.npz`` with
-``depth`` / ``pointmap``; ``features/<id>.npz`` with MASt3R ``feat`` (N, C) float32 and
-``true_shape``; ``global_desc.npy``) migrates on load:
+``depth`` / ``pointmap``; ``features/<id>.npz``; ``global_desc.npy``) exists in two flavours, both
+migrated on load:
 
-* a MASt3R map (meta ``backend == "mast3r"``) keeps its encodings: the meta's ``model_id``,
-  ``image_size``, ``preprocessing`` and ``descriptor`` become the :class:`EncoderId` (features
-  :attr:`Mast3rFeatures.KIND`), ``feat`` becomes float16 tokens, ``global_desc.npy`` the
-  descriptors;
-* any other map (the SIFT baseline stored descriptors but no features) is loaded without
-  encodings; the localizer encodes it.
+* typed (written once the core contract landed): meta ``encoder`` holds the six
+  :class:`EncoderId` fields, ``features/<id>.npz`` the features' ``to_arrays()`` schema. The
+  encodings are kept as they are.
+* untyped (earlier releases): a MASt3R map (meta ``backend == "mast3r"``) keeps its encodings:
+  the meta's ``model_id``, ``image_size``, ``preprocessing`` and ``descriptor`` become the
+  :class:`EncoderId` (features :attr:`Mast3rFeatures.KIND`), ``feat`` (N, C) float32 becomes
+  float16 tokens, ``global_desc.npy`` the descriptors. Any other map (the SIFT baseline stored
+  descriptors but no features) is loaded without encodings; the localizer encodes it.
 
 Saving the loaded map writes schema 2 (``save_map(load_map(p), p)`` migrates a map in place).
 Every size is checked before anything is allocated: JSON texts are bounded (no deep-nesting
@@ -29,7 +31,7 @@ import struct
 import tokenize
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any, Optional
 
@@ -39,8 +41,9 @@ from PIL import Image
 
 from mast3r_ros.core.config import MapStoreConfig
 from mast3r_ros.core.errors import InputError, MapFormatError
-from mast3r_ros.core.features import EncoderId, Mast3rFeatures
+from mast3r_ros.core.features import EncoderId, Features, Mast3rFeatures, features_from_arrays
 from mast3r_ros.core.map.files import open_regular
+from mast3r_ros.core.map.format import DTYPES
 from mast3r_ros.core.map.index_db import connect
 from mast3r_ros.core.map.keyframe import Keyframe, KeyframeMap, MapMeta
 from mast3r_ros.core.types import Encoding
@@ -52,6 +55,7 @@ logger = logging.getLogger(__name__)
 LEGACY_INDEX = "map.sqlite"
 _MAX_JSON = 65536
 _MAX_TOKENS, _MAX_CHANNELS = 1 << 16, 1 << 12
+_MAX_FEATURE_BYTES = 64 << 20
 #: errors of malformed input raised by zipfile / numpy / PIL / json parsing
 _PARSE_ERRORS = (ValueError, SyntaxError, EOFError, OSError, KeyError, RuntimeError, TypeError,
                  NotImplementedError, zipfile.BadZipFile, zlib.error, struct.error, RecursionError,
@@ -82,29 +86,36 @@ def _matrix(text: Any, n: int, what: str) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------ arrays
-def _read_npy(f: IO[bytes], what: str, dtype: str, shape_ok: Callable[[tuple], bool],
+def _read_npy(f: IO[bytes], what: str, dtype: Optional[str], shape_ok: Callable[[tuple], bool],
               max_bytes: int) -> np.ndarray:
-    """One ``.npy`` stream: header checked (dtype, shape, size) before the data is read."""
+    """One ``.npy`` stream: header checked (dtype, shape, size) before the data is read
+    (``dtype`` None: any dtype of :data:`DTYPES`)."""
     version = np.lib.format.read_magic(f)
     reader = {(1, 0): np.lib.format.read_array_header_1_0,
               (2, 0): np.lib.format.read_array_header_2_0}.get(version)
     if reader is None:
         raise MapFormatError(f"{what}: unsupported .npy version {version}")
     shape, fortran, dt = reader(f, max_header_size=1024)
-    if dt.str != dtype or fortran or not isinstance(shape, tuple) or not shape_ok(shape):
+    good_dtype = dt.str == dtype if dtype is not None else dt.str in DTYPES
+    if not good_dtype or fortran or not isinstance(shape, tuple) or not shape_ok(shape):
         raise MapFormatError(f"{what}: {dt} {shape} is not the expected {dtype} array")
     nbytes = math.prod(shape) * dt.itemsize
     if nbytes > max_bytes:
         raise MapFormatError(f"{what}: shape {shape} needs {nbytes} bytes, more than {max_bytes}")
-    data = f.read(nbytes)
-    if len(data) != nbytes:
-        raise MapFormatError(f"{what}: truncated ({len(data)} of {nbytes} bytes)")
+    data, done = bytearray(nbytes), 0  # writable: tensors may be made from it
+    view = memoryview(data)
+    while done < nbytes:
+        n = f.readinto(view[done:])  # type: ignore[attr-defined]
+        if not n:
+            raise MapFormatError(f"{what}: truncated ({done} of {nbytes} bytes)")
+        done += n
     return np.frombuffer(data, dt).reshape(shape)
 
 
-def _read_npz(path: Path, want: dict[str, tuple[str, Callable[[tuple], bool], int]]
+def _read_npz(path: Path, want: Mapping[str, tuple[Optional[str], Callable[[tuple], bool], int]]
               ) -> dict[str, np.ndarray]:
-    """The members ``want`` of an ``.npz`` file ({name: (dtype, shape check, max bytes)})."""
+    """The members ``want`` of an ``.npz`` file ({name: (dtype, shape check, max bytes)}); with
+    ``want`` empty, every member (at most 8, any allowed dtype, 64 MiB each)."""
     fd = open_regular(path)
     bound = 2 * sum(m for _, _, m in want.values()) + 65536
     with os.fdopen(fd, "rb") as f:
@@ -114,6 +125,11 @@ def _read_npz(path: Path, want: dict[str, tuple[str, Callable[[tuple], bool], in
         try:
             with zipfile.ZipFile(f) as z:
                 out = {}
+                if not want:
+                    names = [n[:-4] for n in z.namelist()[:9] if n.endswith(".npy")]
+                    if len(names) > 8 or len(names) != len(z.namelist()):
+                        raise MapFormatError(f"{path}: unexpected members {z.namelist()[:9]}")
+                    want = {n: (None, lambda s: len(s) <= 4, _MAX_FEATURE_BYTES) for n in names}
                 for name, (dtype, ok, max_bytes) in want.items():
                     with z.open(f"{name}.npy") as m:
                         out[name] = _read_npy(m, f"{path}:{name}", dtype, ok, max_bytes)
@@ -190,6 +206,16 @@ def _meta(con: sqlite3.Connection, vdir: Path) -> dict[str, Any]:
 
 
 def _encoder(raw: dict[str, Any]) -> Optional[EncoderId]:
+    if "encoder" in raw:  # typed flavour
+        enc = raw["encoder"]
+        if enc is None:
+            return None
+        names = ("backend", "model_id", "image_size", "preprocessing", "descriptor", "features")
+        if not isinstance(enc, dict) or set(enc) != set(names) or not all(
+                isinstance(enc[n], str) for n in names if n != "image_size"):
+            raise MapFormatError("meta encoder must hold the six EncoderId fields")
+        _int(enc["image_size"], "meta encoder image_size", 0, 65536)
+        return EncoderId(**{n: enc[n] for n in names})
     if raw.get("backend") != "mast3r":
         return None
     size = _int(raw.get("image_size"), "meta image_size", 16, 65536)
@@ -197,8 +223,13 @@ def _encoder(raw: dict[str, Any]) -> Optional[EncoderId]:
                      raw.get("descriptor", ""), Mast3rFeatures.KIND)
 
 
-def _features(vdir: Path, kid: int) -> Mast3rFeatures:
+def _features(vdir: Path, kid: int, encoder: EncoderId, typed: bool) -> Features:
     path = vdir / "features" / f"{kid}.npz"
+    if typed:
+        try:
+            return features_from_arrays(encoder.features, _read_npz(path, {}))
+        except InputError as exc:
+            raise MapFormatError(f"{path}: {exc}") from exc
     got = _read_npz(path, {
         "feat": ("<f4", lambda s: len(s) == 2 and 0 < s[0] <= _MAX_TOKENS
                  and 0 < s[1] <= _MAX_CHANNELS, 4 * _MAX_TOKENS * _MAX_CHANNELS),
@@ -264,8 +295,12 @@ def load_v1(vdir: Path, config: MapStoreConfig) -> KeyframeMap:
         kf = _keyframe(vdir, row, config)
         enc = None
         if encoder is not None and desc is not None and _int(row[9], "has_features", 0, 1):
-            enc = Encoding(encoder, kf.width, kf.height, desc[i], _features(vdir, kid))
-        kmap.add(kf, enc)
+            feats = _features(vdir, kid, encoder, "encoder" in raw)
+            enc = Encoding(encoder, kf.width, kf.height, desc[i], feats)
+        try:
+            kmap.add(kf, enc)
+        except InputError as exc:
+            raise MapFormatError(f"{vdir}: keyframe {kid}: {exc}") from exc
     logger.warning("map %s has schema 1: read into memory (%d keyframes, %s); save it to convert "
                    "it to schema 2 with lazy loading", vdir.parent, len(kmap),
                    "MASt3R encodings kept" if encoder else "no encodings, the localizer encodes it")

@@ -1,5 +1,5 @@
 """Fuzz: randomly corrupted copies of real small maps (schema 2 of both feature kinds, schema 1 of
-the old store) give only typed MapErrors, never another exception and never a hang.
+the stores before it) give only typed MapErrors, never another exception and never a hang.
 
 A seeded generator (case i uses seed i, so a failure names a reproducible case) applies one to
 three mutations per copy: truncations, bit flips, appended junk, deleted files, FIFOs / links /
@@ -35,7 +35,7 @@ from test_map_store_hostile import deadline, read_everything
 from mast3r_ros.core.errors import MapError
 from mast3r_ros.core.map import load_map, save_map
 
-CASES = 240
+CASES = 300
 _V1_COLUMNS = {"meta": ("key", "value"),
                "keyframes": ("id", "idx", "width", "height", "K", "T_map_cam", "stamp",
                              "has_depth", "has_pointmap", "has_features")}
@@ -177,7 +177,7 @@ def bases(tmp_path_factory) -> dict[str, Path]:
     for enc in ("sift", "mast3r"):
         save_map(demo_map(3, enc, pointmap_ids=(1,)), root / enc)
         out[enc] = root / enc
-    for name in ("v1_sift", "v1_mast3r"):
+    for name in ("v1_sift", "v1_mast3r", "v1t_sift", "v1t_mast3r"):
         out[name] = FIXTURES / name
     return out
 

@@ -1,5 +1,6 @@
-"""Schema-1 maps (written by the store of commit c1176e2, see fixtures/make_v1_fixtures.py):
-migration of MASt3R and SIFT maps, and the hostile schema-1 inputs of the hardening issue."""
+"""Schema-1 maps: untyped (the store of commit c1176e2, fixtures/make_v1_fixtures.py) and typed
+(the interim store of the core contract, commit c202f2d, fixtures/make_v1_typed_fixtures.py).
+Migration of MASt3R and SIFT maps, and the hostile schema-1 inputs of the hardening issue."""
 
 from __future__ import annotations
 
@@ -59,6 +60,46 @@ def test_v1_mast3r_map_migrates_with_its_encodings(tmp_path) -> None:
     save_map(kmap, path)  # migrate in place: schema 2, the schema-1 version is gone
     assert not old.exists() and (version_dir(path) / "index.sqlite").exists()
     assert_same_map(kmap, load_map(path))
+
+
+@pytest.mark.parametrize("fixture", ["v1t_sift", "v1t_mast3r"])
+def test_v1_typed_maps_migrate_with_their_encodings(tmp_path, fixture) -> None:
+    from mast3r_ros.core.features import features_from_arrays
+
+    path = copy_fixture(fixture, tmp_path / "m")
+    meta, rows = _v1_rows(path)
+    old = version_dir(path)
+    kmap = load_map(path)
+    assert kmap.encoder.__dict__ == meta["encoder"] and kmap.missing_encodings() == []
+    desc = np.load(old / "global_desc.npy")
+    for i, kid in enumerate(kmap.ids):
+        with np.load(old / "features" / f"{kid}.npz") as z:
+            want = features_from_arrays(meta["encoder"]["features"], dict(z)).to_arrays()
+        got = kmap.features(kid).to_arrays()
+        assert want.keys() == got.keys()
+        assert all(np.array_equal(want[k], got[k]) for k in want)
+        assert np.allclose(kmap.encoding(kid).global_desc, desc[i], atol=1e-6)
+    save_map(kmap, path)
+    assert not old.exists()
+    assert_same_map(kmap, load_map(path))
+
+
+def test_v1_typed_features_are_checked(tmp_path) -> None:
+    path = copy_fixture("v1t_sift", tmp_path / "m")
+    p = version_dir(path) / "features" / "20.npz"
+    with np.load(p) as z:
+        arrays = dict(z)
+    np.savez(p, xy=arrays["xy"], desc=arrays["desc"].astype(np.float64))
+    with pytest.raises(MapFormatError, match="20.npz: .*desc must be 2-d uint8"):
+        read_everything(path)
+    with zipfile.ZipFile(p, "w") as z:
+        for i in range(12):
+            z.writestr(f"a{i}.npy", _npy_header((1,)) + b"\x00" * 4)
+    with pytest.raises(MapFormatError, match="unexpected members"):
+        read_everything(path)
+    _v1_sql(path, "UPDATE meta SET value = ? WHERE key = 'encoder'", ('{"backend": 1}',))
+    with pytest.raises(MapFormatError, match="six EncoderId fields"):
+        read_everything(path)
 
 
 def test_v1_sift_map_loads_without_encodings(tmp_path) -> None:
