@@ -64,13 +64,25 @@ class ExtentTable:
         start, count = self._spans[kid]
         return {e.name: e for e in map(Extent.unpack, self._packed[start:start + count])}
 
-    def lookup(self, name: str, ids: Sequence[int]) -> list[Extent]:
-        """The extent of array ``name`` of each keyframe of ``ids`` (KeyError when absent)."""
+    def column(self, name: str, ids: Sequence[int]) -> tuple[np.ndarray, list[bytes]]:
+        """Offsets (int64) and content hashes of array ``name`` of each keyframe of ``ids``
+        (KeyError when one has none)."""
         rows = np.flatnonzero(self._packed["name"] == name.encode())
-        found = {k: r for k, r in zip(self._kids[rows].tolist(), rows.tolist())
-                 if k in self._spans}
-        return [self._overlay[k][name] if k in self._overlay
-                else Extent.unpack(self._packed[found[k]]) for k in ids]
+        found = dict(zip(self._kids[rows].tolist(), rows.tolist()))
+        offsets = np.empty(len(ids), np.int64)
+        shas: list[bytes] = []
+        for i, k in enumerate(ids):
+            ext = self._overlay.get(k)
+            if ext is not None:
+                offsets[i] = ext[name].offset
+                shas.append(ext[name].sha256)
+            else:
+                if k not in self._spans:
+                    raise KeyError(k)
+                rec = self._packed[found[k]]
+                offsets[i] = rec["offset"]
+                shas.append(bytes(rec["sha256"]))
+        return offsets, shas
 
     def set(self, kid: int, extents: dict[str, Extent]) -> None:
         """Record (or replace) a keyframe's arrays."""

@@ -179,8 +179,10 @@ def _record(row: tuple, config: MapStoreConfig, where: str, k_seen: dict[bytes, 
     kid, seq, w, h, K, T, stamp, has_d, has_p, has_f, _ = row
     kid = _small_int(kid, f"{where}: keyframe id", 0, 2**62)
     what = f"{where}: keyframe {kid}"
-    seq = _small_int(seq, f"{what}: seq", 0, 2**62)
-    w, h = _small_int(w, f"{what}: width", 1, 1 << 20), _small_int(h, f"{what}: height", 1, 1 << 20)
+    ints = (seq, w, h, has_d, has_p, has_f)
+    if not (all(type(v) is int for v in ints) and 0 <= seq <= 2**62 and 0 < w <= 1 << 20
+            and 0 < h <= 1 << 20 and all(v in (0, 1) for v in ints[3:])):
+        raise MapFormatError(f"{what}: seq, size or flags out of range: {ints!r:.120}")
     if w * h > config.max_image_pixels:
         raise MapFormatError(f"{what}: image of {w}x{h} pixels is above the limit of "
                              f"{config.max_image_pixels} (MapStoreConfig.max_image_pixels)")
@@ -199,9 +201,8 @@ def _record(row: tuple, config: MapStoreConfig, where: str, k_seen: dict[bytes, 
         raise MapFormatError(f"{what}: T_map_cam contains NaN/inf")
     if isinstance(stamp, bool) or not isinstance(stamp, (int, float)) or not np.isfinite(stamp):
         raise MapFormatError(f"{what}: stamp must be a finite number")
-    flags = [_small_int(v, f"{what}: flag", 0, 1) for v in (has_d, has_p, has_f)]
-    rec = KeyframeRecord(kid, w, h, Km, Tm, float(stamp), bool(flags[0]), bool(flags[1]))
-    return seq, rec, bool(flags[2])
+    rec = KeyframeRecord(kid, w, h, Km, Tm, float(stamp), bool(has_d), bool(has_p))
+    return seq, rec, bool(has_f)
 
 
 def _check_tables(con: sqlite3.Connection, where: str) -> None:

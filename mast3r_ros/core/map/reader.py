@@ -11,6 +11,7 @@ save that replaces (and deletes) this version does not disturb a map that is in 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import time
@@ -168,16 +169,22 @@ def _close_all(fds: dict[str, int]) -> None:
 def _descriptors(source: StoreSource, ids: list[int]) -> np.ndarray:
     """(N, D) float32 global descriptors of ``ids`` from one read of ``desc.bin``, validated
     (content hash, finite, unit norm)."""
-    index, where = source.index, source.version_dir
-    out = np.empty((len(ids), index.dim), np.float32)
+    index, where, dim = source.index, source.version_dir, source.index.dim
     length = index.lengths.get("desc.bin", 0)
-    blob = memoryview(source.read_file("desc.bin", length))
-    for row, (kid, e) in enumerate(zip(ids, index.extents.lookup("desc", ids))):
-        raw = blob[e.offset:e.offset + e.nbytes]
-        if source.config.verify_hashes and content_hash(e.dtype, e.shape, raw) != e.sha256:
-            raise MapFormatError(f"{where}: global descriptor of keyframe {kid}: content hash "
-                                 "mismatch (bit rot or a modified file); restore or rebuild it")
-        out[row] = np.frombuffer(raw, "<f4")
+    if length % (4 * dim):
+        raise MapFormatError(f"{where}: desc.bin is not a whole number of descriptors")
+    table = np.frombuffer(source.read_file("desc.bin", length), "<f4").reshape(-1, dim)
+    offsets, shas = index.extents.column("desc", ids)
+    out = table[offsets // (4 * dim)]  # offsets were checked aligned and in range
+    if source.config.verify_hashes:
+        prefix = hashlib.sha256(f"<f4|{dim}|".encode())
+        for row, (kid, sha) in enumerate(zip(ids, shas)):
+            h = prefix.copy()
+            h.update(out[row])
+            if h.digest() != sha:
+                raise MapFormatError(f"{where}: global descriptor of keyframe {kid}: content "
+                                     "hash mismatch (bit rot or a modified file); restore or "
+                                     "rebuild the map")
     bad = ~np.all(np.isfinite(out), axis=1)
     with np.errstate(over="ignore", invalid="ignore"):
         norms = np.linalg.norm(np.where(bad[:, None], 0.0, out), axis=1)
