@@ -95,8 +95,10 @@ def _read_bag(path: Path, topic: str) -> tuple[list[np.ndarray], list[float]]:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from mast3r_ros.core.backends import create_backend
+    from mast3r_ros.core.backends import encode_map
+    from mast3r_ros.core.backends.mast3r import Mast3rBackend
     from mast3r_ros.core.map import read_matrix, save_map
+    from mast3r_ros.core.model.factory import make_engine
     from mast3r_ros.core.mapping.build import build_map
 
     if args.backend != "mast3r":
@@ -115,18 +117,18 @@ def run(args: argparse.Namespace) -> int:
                         shared_intrinsics=args.shared_intrinsics,
                         cache_dir=args.cache_dir, device=args.device)
     K = read_matrix(args.intrinsics, (3, 3)) if args.intrinsics else None
-    backend = create_backend(config_from_args(args))
+    engine = make_engine(config_from_args(args).model)
     bars: dict[str, tqdm] = {}
 
     def progress(stage: str, done: int, total: int) -> None:
         bar = bars.get(stage) or bars.setdefault(stage, tqdm(total=total, desc=stage, leave=False))
         bar.update(done - bar.n)
 
-    res = build_map(images, backend.engine, cfg, model_id=backend.model_id,
-                    image_size=args.image_size, stamps=stamps, K=K, progress=progress)
+    res = build_map(images, engine, cfg, model_id=engine.model_id,
+                    image_size=engine.image_size, stamps=stamps, K=K, progress=progress)
     for bar in bars.values():
         bar.close()
-    backend.prepare_map(res.kmap)
+    encode_map(res.kmap, Mast3rBackend(engine))
     save_map(res.kmap, args.out)
     print(dump_json({"map": str(args.out), "keyframes": len(res.kmap), "pairs": len(res.pairs),
                      "focals": res.alignment.focals, "loss_coarse": res.alignment.loss_coarse,
