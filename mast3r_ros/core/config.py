@@ -23,6 +23,7 @@ from mast3r_ros.core.errors import ConfigError
 __all__ = [
     "opt",
     "validate_fields",
+    "InputConfig",
     "ModelConfig",
     "MatchingConfig",
     "RetrievalConfig",
@@ -69,6 +70,21 @@ def validate_fields(obj: Any) -> None:
 def config_fields(cls: type) -> list[dataclasses.Field]:
     """The fields of a config dataclass (for deriving ROS parameters and CLI flags)."""
     return list(dataclasses.fields(cls))
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    """Limits on what enters the pipeline from files, bags and messages (see the README's limits).
+
+    Node configs and the map store use the same default (``InputConfig().max_image_pixels``).
+    """
+
+    max_image_pixels: int = opt(4096 * 4096, "images with more pixels (width*height, read from the "
+                                             "file header before decoding) are rejected",
+                                range=(256, 100_000_000))
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
 
 
 @dataclass(frozen=True)
