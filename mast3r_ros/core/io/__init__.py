@@ -14,14 +14,29 @@ Public API::
     for rec in read_bag("run.mcap", topics={"/cam/image_raw"}): rgb = rec.to_rgb(max_pixels)
 """
 
-from mast3r_ros.core.io.bag import (CameraInfoRecord, CompressedImageRecord, ImageRecord,
-                                    bag_topics, is_bag, read_bag)
+from mast3r_ros.core.io.bag import (
+    CameraInfoRecord,
+    CompressedImageRecord,
+    ImageRecord,
+    bag_topics,
+    is_bag,
+    read_bag,
+)
 from mast3r_ros.core.io.files import check_regular_file, read_regular_file
 from mast3r_ros.core.io.header import probe_image_size
-from mast3r_ros.core.io.image import (check_pixels, decode_depth_bytes, decode_image_bytes,
-                                      read_depth_file, read_image_file)
-from mast3r_ros.core.io.raw import (DEPTH_ENCODINGS, RAW_ENCODINGS, decode_raw_depth,
-                                    decode_raw_image)
+from mast3r_ros.core.io.image import (
+    check_pixels,
+    decode_depth_bytes,
+    decode_image_bytes,
+    read_depth_file,
+    read_image_file,
+)
+from mast3r_ros.core.io.raw import (
+    DEPTH_ENCODINGS,
+    RAW_ENCODINGS,
+    decode_raw_depth,
+    decode_raw_image,
+)
 
 __all__ = [
     "read_image_file",

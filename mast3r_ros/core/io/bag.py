@@ -111,7 +111,7 @@ BagItem = Union[ImageRecord, CompressedImageRecord, CameraInfoRecord]
 
 
 def is_bag(path: PathLike) -> bool:
-    """True for a rosbag2 directory (``metadata.yaml``) or a ``.mcap`` / ``.db3`` / ``.bag`` file."""
+    """True for a rosbag2 directory (``metadata.yaml``) or a ``.mcap``/``.db3``/``.bag`` file."""
     p = Path(path)
     return (p / "metadata.yaml").exists() if p.is_dir() else p.suffix in (".mcap", ".db3", ".bag")
 
@@ -179,7 +179,7 @@ def bag_topics(path: PathLike) -> dict[str, str]:
     try:
         with _open(p) as reader:
             return {c.topic: c.msgtype for c in reader.connections}
-    except Exception as exc:  # noqa: BLE001 - rosbags raises many types on a broken bag
+    except Exception as exc:  # rosbags raises many types on a broken bag
         raise InputError(f"cannot read the rosbag {p}: {type(exc).__name__}: {exc}") from exc
 
 
@@ -212,5 +212,5 @@ def read_bag(path: PathLike, topics: Optional[Collection[str]] = None) -> Iterat
                               reader.deserialize(raw, conn.msgtype))
     except Mast3rRosError:
         raise
-    except Exception as exc:  # noqa: BLE001 - rosbags / its deserialiser raise many types
+    except Exception as exc:  # rosbags / its deserialiser raise many types
         raise InputError(f"cannot read the rosbag {p}: {type(exc).__name__}: {exc}") from exc

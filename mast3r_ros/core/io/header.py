@@ -69,7 +69,7 @@ def _pil_size(data: bytes) -> tuple[int, int]:
             width, height = im.size
     except Image.DecompressionBombError as exc:  # Pillow's own limit, ~179 M pixels
         raise ImageError(f"image header declares too many pixels ({exc}); downscale it") from exc
-    except Exception as exc:  # noqa: BLE001 - Pillow raises many types on hostile headers
+    except Exception as exc:  # Pillow raises many types on hostile headers
         raise ImageError(f"cannot read the image header ({type(exc).__name__}: {exc}); the data "
                          f"is corrupt or not PNG, JPEG, {', '.join(PIL_FORMATS)}") from exc
     return int(width), int(height)

@@ -48,10 +48,13 @@ def check_pixels(width: int, height: int, max_pixels: int, what: str = "image") 
 
 
 def _as_bytes(data: Bytes) -> bytes:
+    if isinstance(data, bytes):
+        return data
     try:
-        return memoryview(data).cast("B").tobytes() if not isinstance(data, bytes) else data
+        return memoryview(data).cast("B").tobytes()  # type: ignore[arg-type]
     except (TypeError, ValueError) as exc:
-        raise ImageError(f"encoded image data must be bytes-like, got {type(data).__name__}") from exc
+        raise ImageError(f"encoded image data must be bytes-like, got "
+                         f"{type(data).__name__}") from exc
 
 
 def _decode(data: Bytes, max_pixels: int, flags: int, what: str) -> np.ndarray:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import struct
+import threading
 import zlib
+from typing import Any, Callable
 
 
 def _chunk(kind: bytes, payload: bytes) -> bytes:
@@ -26,3 +28,21 @@ def png_bytes(width: int, height: int, *, bit_depth: int = 1, color_type: int = 
         idat = b"".join(comp.compress(row) for _ in range(height)) + comp.flush()
     return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat)
             + _chunk(b"IEND", b""))
+
+
+def in_thread(fn: Callable[..., Any], *args: Any) -> BaseException | None:
+    """Run ``fn(*args)`` in a thread and return what it raised; a hang (a blocking open of a
+    FIFO) fails the test after a minute instead of blocking the suite."""
+    box: list[BaseException | None] = [None]
+
+    def target() -> None:
+        try:
+            fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            box[0] = exc
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    t.join(60.0)
+    assert not t.is_alive(), f"{getattr(fn, '__name__', fn)} blocked on {args[:1]}"
+    return box[0]

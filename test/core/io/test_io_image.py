@@ -6,20 +6,23 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from io_helpers import in_thread, png_bytes
 
 from mast3r_ros.core.config import InputConfig
 from mast3r_ros.core.errors import ImageError
-from mast3r_ros.core.io import (decode_depth_bytes, decode_image_bytes, probe_image_size,
-                                read_depth_file, read_image_file)
+from mast3r_ros.core.io import (
+    decode_depth_bytes,
+    decode_image_bytes,
+    probe_image_size,
+    read_depth_file,
+    read_image_file,
+)
 from mast3r_ros.core.io.image import max_file_bytes
-
-from io_helpers import png_bytes
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
@@ -76,7 +79,7 @@ def test_pixel_limit_on_header(tmp_path: Path) -> None:
 _RSS_PROBE = """
 import resource, sys
 sys.path.insert(0, {helpers!r})
-from io_helpers import png_bytes
+from io_helpers import in_thread, png_bytes
 from mast3r_ros.core.errors import ImageError
 from mast3r_ros.core.io import decode_image_bytes
 bomb = png_bytes(8192, 8192)
@@ -145,34 +148,17 @@ def test_bad_data(data: object, match: str) -> None:
         decode_image_bytes(data, LIMIT)  # type: ignore[arg-type]
 
 
-def _in_thread(fn, *args) -> BaseException | None:
-    """Run ``fn``; return its exception. A hang (a blocking open) fails the test."""
-    box: list[BaseException | None] = [None]
-
-    def target() -> None:
-        try:
-            fn(*args)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test
-            box[0] = exc
-
-    t = threading.Thread(target=target, daemon=True)
-    t.start()
-    t.join(60.0)
-    assert not t.is_alive(), f"{fn.__name__} blocked on {args[0]}"
-    return box[0]
-
-
 def test_non_regular_files_refused_without_blocking(tmp_path: Path) -> None:
     fifo = tmp_path / "frame.png"
     os.mkfifo(fifo)
     for fn in (read_image_file, read_depth_file):
-        exc = _in_thread(fn, fifo, LIMIT)
+        exc = in_thread(fn, fifo, LIMIT)
         assert isinstance(exc, ImageError) and "named pipe" in str(exc)
-    exc = _in_thread(read_image_file, "/dev/zero", LIMIT)
+    exc = in_thread(read_image_file, "/dev/zero", LIMIT)
     assert isinstance(exc, ImageError) and "a device" in str(exc)
-    exc = _in_thread(read_image_file, tmp_path, LIMIT)
+    exc = in_thread(read_image_file, tmp_path, LIMIT)
     assert isinstance(exc, ImageError) and "a directory" in str(exc)
-    exc = _in_thread(read_image_file, tmp_path / "missing.png", LIMIT)
+    exc = in_thread(read_image_file, tmp_path / "missing.png", LIMIT)
     assert isinstance(exc, ImageError) and "does not exist" in str(exc)
 
 
