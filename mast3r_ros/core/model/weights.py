@@ -10,8 +10,9 @@
 
 Keys must match exactly (the aliased DPT entries ``scratch.layer_rn.K`` /
 ``scratch.layerK+1_rn`` may come under either name); otherwise :class:`CheckpointError` lists what
-is missing, unexpected or mis-shaped. The model is built on the ``meta`` device and the checkpoint tensors are assigned to it,
-so loading the 2.75 GB release needs no second copy and no random initialisation.
+is missing, unexpected or mis-shaped. The model is built on the ``meta`` device and the checkpoint
+tensors are assigned to it, so loading the 2.75 GB release needs no second copy and no random
+initialisation.
 
 Untrusted-input bounds (see the README's limits): the architecture is bounded before anything is
 built (:mod:`~mast3r_ros.core.model.args`), and its parameter count (:data:`MAX_PARAMETERS`,
