@@ -205,8 +205,9 @@ def read_bag(path: PathLike, topics: Optional[Collection[str]] = None) -> Iterat
                      and (topics is None or c.topic in topics)]
             if not conns:
                 found = sorted(f"{c.topic} ({c.msgtype})" for c in reader.connections)
-                wanted = sorted(topics) if topics is not None else "Image/CameraInfo"
-                raise InputError(f"no {wanted} topic in {p}; topics: {found}")
+                named = f" named {sorted(topics)}" if topics is not None else ""
+                raise InputError(f"no image topic (Image, CompressedImage, CameraInfo){named} in "
+                                 f"{p}; topics: {found}")
             for conn, t_ns, raw in reader.messages(connections=conns):
                 yield _record(conn.msgtype, conn.topic, t_ns,
                               reader.deserialize(raw, conn.msgtype))
