@@ -23,6 +23,7 @@ from mast3r_ros.cli.common import (
     input_config,
     localizer_config,
     os_errors_as,
+    read_intrinsics,
     to_jsonable,
 )
 from mast3r_ros.cli.options import add_config_options, config_from_args
@@ -40,9 +41,9 @@ from mast3r_ros.core.evaluation import (
 from mast3r_ros.core.geometry.camera import scale_intrinsics
 from mast3r_ros.core.geometry.essential import estimate_relative_pose
 from mast3r_ros.core.geometry.se3 import pose_errors
-from mast3r_ros.core.io import read_image_file
+from mast3r_ros.core.io import check_regular_file, read_image_file
 from mast3r_ros.core.localizer import Localizer
-from mast3r_ros.core.map import Keyframe, KeyframeMap, build_map_from_rgbd, load_map, read_matrix
+from mast3r_ros.core.map import Keyframe, KeyframeMap, build_map_from_rgbd, load_map
 from mast3r_ros.core.types import Frame
 
 NAME = "eval"
@@ -86,6 +87,12 @@ def _options(args: argparse.Namespace) -> EvalOptions:
 
 def _select(items: list, opts: EvalOptions) -> list:
     return items[::opts.every][:opts.limit or None]
+
+
+def _data_file(args: argparse.Namespace, name: str) -> Path:
+    """``DATA/name``, refused unless it is a regular file (a FIFO would block the reader)."""
+    check_regular_file(args.data / name, InputError)
+    return args.data / name
 
 
 def _read(path: Path, args: argparse.Namespace) -> np.ndarray:
@@ -138,8 +145,8 @@ def _write(args: argparse.Namespace, summary: dict, items: list[dict]) -> None:
 
 def run_absolute(args: argparse.Namespace) -> int:
     opts = _options(args)
-    queries = _select(read_queries(args.data / "queries_with_gt.txt"), opts)
-    K = read_matrix(args.data / "color-intrinsics.txt", (3, 3))
+    queries = _select(read_queries(_data_file(args, "queries_with_gt.txt")), opts)
+    K = read_intrinsics(args.data / "color-intrinsics.txt")
     t0 = time.perf_counter()
     cfg = localizer_config(args)
     loc = Localizer(cfg, _load_or_build_map(args))
@@ -200,7 +207,7 @@ def _load_resized(path: Path, K: np.ndarray, max_size: int,
 
 def run_relative(args: argparse.Namespace) -> int:
     opts = _options(args)
-    pairs = _select(read_pairs(args.data / "pairs_with_gt.txt"), opts)
+    pairs = _select(read_pairs(_data_file(args, "pairs_with_gt.txt")), opts)
     img_root = args.data / "images" if (args.data / "images").is_dir() else args.data
     backend = create_backend(localizer_config(args))
     max_pixels = input_config(args).max_image_pixels
@@ -228,7 +235,7 @@ def run_retrieval(args: argparse.Namespace) -> int:
     """Recall@k; a query's relevant keyframes are the ``--relevant`` nearest by camera position."""
     opts = _options(args)
     n_relevant = opts.relevant
-    queries = _select(read_queries(args.data / "queries_with_gt.txt"), opts)
+    queries = _select(read_queries(_data_file(args, "queries_with_gt.txt")), opts)
     loc = Localizer(localizer_config(args), _load_or_build_map(args))
     C = loc.map.poses()[:, :3, 3]
     ids = np.array(loc.map.ids)

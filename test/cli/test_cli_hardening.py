@@ -204,3 +204,16 @@ def test_corrupt_image_is_a_reason(sift_map: Path, tmp_path: Path, capsys) -> No
     rc = main(["localize", str(sift_map), str(tmp_path / "cut.jpg"), "--backend", "sift"])
     out = json_lines(capsys.readouterr().out)
     assert rc == 1 and not out[0]["success"] and "cut.jpg" in out[0]["reason"]
+
+
+def test_fifo_data_files_refused_without_blocking(tmp_path: Path) -> None:
+    import os
+
+    os.mkfifo(tmp_path / "queries_with_gt.txt")
+    r = run_cli("eval", "retrieval", str(tmp_path), "--backend", "sift", timeout=120)
+    assert r.returncode == 2 and "named pipe" in _one_line(r.stderr)
+    (tmp_path / "queries_with_gt.txt").unlink()
+    os.mkfifo(tmp_path / "intrinsics.txt")
+    r = run_cli("localize", str(tmp_path), str(tmp_path), "--intrinsics",
+                str(tmp_path / "intrinsics.txt"), timeout=120)
+    assert r.returncode == 2 and "IntrinsicsError" in _one_line(r.stderr)
