@@ -17,8 +17,9 @@ import argparse
 import dataclasses
 import math
 from dataclasses import MISSING
-from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
+from typing import Any, Iterator, Mapping, Optional, Sequence
 
+from mast3r_ros.core.config import make_config
 from mast3r_ros.core.errors import ConfigError
 
 __all__ = ["ConfigOption", "iter_options", "add_config_options", "add_alias", "config_from_args",
@@ -208,13 +209,5 @@ def config_from_args(cls: type, args: argparse.Namespace, prefix: str = "",
         value = getattr(args, _DEST + name, None)
         if value is not None:
             kwargs[f.name] = tuple(value) if isinstance(default, tuple) else value
-    return _build(cls, kwargs)
+    return make_config(cls, kwargs)
 
-
-def _build(cls: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
-    try:
-        return cls(**kwargs)
-    except ConfigError:
-        raise
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"invalid {getattr(cls, '__name__', cls)} options: {exc}") from exc

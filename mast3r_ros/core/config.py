@@ -34,6 +34,7 @@ __all__ = [
     "KeyframeSelectionConfig",
     "MapperNodeConfig",
     "config_fields",
+    "make_config",
 ]
 
 
@@ -65,6 +66,21 @@ def validate_fields(obj: Any) -> None:
                 raise ConfigError(f"{name}.{f.name}={value!r} is outside [{lo}, {hi}]")
         if choices is not None and value not in choices:
             raise ConfigError(f"{name}.{f.name}={value!r} is not one of {list(choices)}")
+
+
+def make_config(cls: type, kwargs: dict[str, Any]) -> Any:
+    """``cls(**kwargs)`` for a config dataclass, with every failure a :class:`ConfigError`.
+
+    Raises:
+        ConfigError: a value out of range (from ``__post_init__``), an unknown field name or a
+            value of the wrong type (``TypeError`` / ``ValueError`` of the constructor).
+    """
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid {cls.__name__} values: {exc}") from exc
 
 
 def config_fields(cls: type) -> list[dataclasses.Field]:
