@@ -96,7 +96,8 @@ class CompressedImageRecord(BagRecord):
 
 @dataclass(frozen=True)
 class CameraInfoRecord(BagRecord):
-    """A ``sensor_msgs/CameraInfo``: K (3, 3), R (3, 3), P (3, 4) float64, D as recorded."""
+    """A ``sensor_msgs/CameraInfo``: K (3, 3), R (3, 3), P (3, 4) float64, D as recorded,
+    ``binning`` (x, y) and ``roi`` (x_offset, y_offset, height, width, do_rectify)."""
 
     width: int
     height: int
@@ -105,6 +106,8 @@ class CameraInfoRecord(BagRecord):
     K: np.ndarray
     R: np.ndarray
     P: np.ndarray
+    binning: tuple[int, int]
+    roi: tuple[int, int, int, int, bool]
 
 
 BagItem = Union[ImageRecord, CompressedImageRecord, CameraInfoRecord]
@@ -158,7 +161,11 @@ def _record(msgtype: str, topic: str, t_ns: int, msg: Any) -> BagItem:
                             distortion_model=str(msg.distortion_model),
                             D=np.asarray(msg.d, dtype=np.float64).reshape(-1),
                             K=_matrix(msg.k, (3, 3), "K"), R=_matrix(msg.r, (3, 3), "R"),
-                            P=_matrix(msg.p, (3, 4), "P"))
+                            P=_matrix(msg.p, (3, 4), "P"),
+                            binning=(int(msg.binning_x), int(msg.binning_y)),
+                            roi=(int(msg.roi.x_offset), int(msg.roi.y_offset),
+                                 int(msg.roi.height), int(msg.roi.width),
+                                 bool(msg.roi.do_rectify)))
 
 
 def _open(path: Path) -> Any:

@@ -178,7 +178,10 @@ def _contained(path: Path, root: Optional[Path], what: str) -> Path:
     """``path`` itself, after checking that it resolves inside ``root`` (when given)."""
     if root is None:
         return path
-    real, top = path.resolve(), root.resolve()
+    try:
+        real, top = path.resolve(), root.resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop (RuntimeError before Python 3.13)
+        raise CheckpointError(f"cannot resolve {what} {path}: {exc}") from exc
     if not real.is_relative_to(top):
         raise CheckpointError(f"{what} {path} resolves to {real}, outside the Hugging Face cache "
                               f"entry {top}; the cache is corrupt or crafted, refusing it")
@@ -259,8 +262,12 @@ def find_in_hf_cache(model_id: str) -> Path:
         cand = snapshots / rev.strip()
         if cand.is_dir():
             return _contained(cand, repo, "snapshot")
-    dirs = (sorted(snapshots.glob("*"), key=lambda p: p.stat().st_mtime)
-            if snapshots.is_dir() else [])
+    try:
+        dirs = sorted((d for d in snapshots.iterdir() if d.is_dir()),
+                      key=lambda d: d.stat().st_mtime) if snapshots.is_dir() else []
+    except OSError as exc:  # unreadable, or an entry removed while listing
+        raise CheckpointError(f"cannot list the snapshots of {model_id!r} in {snapshots}: "
+                              f"{exc}") from exc
     if not dirs:
         raise CheckpointError(f"{model_id!r} is neither a file nor a directory, and is not in the "
                               f"Hugging Face cache {repo.parent}; give the checkpoint path")

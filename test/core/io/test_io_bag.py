@@ -45,9 +45,9 @@ def _write_bag(path: Path, frames: list[np.ndarray], storage: str = "mcap") -> N
             info = T["sensor_msgs/msg/CameraInfo"](
     header=head, height=h, width=wd, distortion_model="plumb_bob",
                 d=np.zeros(5), k=K.reshape(-1), r=np.eye(3).reshape(-1),
-                p=np.hstack([K, np.zeros((3, 1))]).reshape(-1), binning_x=0, binning_y=0,
-                roi=T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0,
-                                                          width=0, do_rectify=False))
+                p=np.hstack([K, np.zeros((3, 1))]).reshape(-1), binning_x=2, binning_y=1,
+                roi=T["sensor_msgs/msg/RegionOfInterest"](x_offset=3, y_offset=4, height=5,
+                                                          width=6, do_rectify=True))
             rows = np.concatenate([rgb[..., ::-1].reshape(h, -1), np.zeros((h, 4), np.uint8)], 1)
             img = T["sensor_msgs/msg/Image"](header=head, height=h, width=wd, encoding="bgr8",
                                              is_bigendian=0, step=wd * 3 + 4, data=rows.reshape(-1))
@@ -82,6 +82,8 @@ def test_records_in_bag_order(tmp_path: Path, frames: list[np.ndarray], storage:
         np.testing.assert_array_equal(comp.to_rgb(LIMIT), frames[k])
         np.testing.assert_array_equal(info.K, K)
         assert info.P.shape == (3, 4) and (info.width, info.height) == (16, 12)
+        assert info.binning == (2, 1) and info.roi == (3, 4, 5, 6, True)
+        assert info.distortion_model == "plumb_bob" and info.D.shape == (5,)
     only = list(read_bag(bag, topics={"/cam/image_raw"}))
     assert len(only) == 3 and all(isinstance(r, ImageRecord) for r in only)
     assert bag_topics(bag)["/chatter"] == "std_msgs/msg/String"

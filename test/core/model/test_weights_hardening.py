@@ -217,6 +217,22 @@ def test_d15_snapshot_symlink_outside(tmp_path: Path, tiny_model: Mast3rModel,
         load_model("naver/Tiny_MASt3R")
 
 
+def test_odd_cache_entries_are_typed(tmp_path: Path, tiny_model: Mast3rModel,
+                                     monkeypatch) -> None:
+    """A dangling snapshot link (used to escape as FileNotFoundError from the mtime sort) and a
+    symlink loop."""
+    repo = _cache(tmp_path, tiny_model, monkeypatch)
+    (repo / "refs" / "main").unlink()
+    (repo / "snapshots" / "gone").symlink_to(tmp_path / "nowhere")
+    args, _ = read_checkpoint("naver/Tiny_MASt3R")  # the dangling entry is skipped
+    assert args == tiny_model.args
+    cfg = repo / "snapshots" / "abc123" / "config.json"
+    cfg.unlink()
+    cfg.symlink_to(cfg)
+    with pytest.raises(CheckpointError):
+        load_model("naver/Tiny_MASt3R")
+
+
 def test_model_id_must_be_plain(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     with pytest.raises(CheckpointError, match="not a Hugging Face model id"):
