@@ -50,6 +50,10 @@ def rng() -> np.random.Generator:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # user-level caches (checkpoint hashes) go to a per-session folder, never the user's home
+    import tempfile
+
+    os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="mast3r_ros_test_cache_")
     try:
         import torch
 
