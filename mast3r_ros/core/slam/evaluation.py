@@ -1,0 +1,163 @@
+"""Evaluation helpers of the SLAM back end: RGB-D sequences with GT, evo's SE(3) ATE, loop truth.
+
+The sequence layout is the one of ``shared/data/sevenscenes_redkitchen_rgbd/sequence/``
+(``frame-NNNNNN.{color.jpg, depth.png, pose.txt}``, camera-to-world poses, depth in millimetres
+registered to colour with ``color-intrinsics.txt`` / ``camera-intrinsics.txt`` of the parent
+folder).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+import cv2
+import numpy as np
+
+from mast3r_ros.core.errors import InputError
+from mast3r_ros.core.geometry.se3 import invert_pose, pose_errors
+from mast3r_ros.core.map.rgbd import read_matrix, read_rgb, register_depth
+from mast3r_ros.core.tracking.stream import EdgeType, GraphEdge
+
+__all__ = ["SequenceFrame", "parse_frame_ranges", "sequence_files", "read_frame",
+           "align_trajectory", "loop_errors", "is_false_loop"]
+
+_FRAME = re.compile(r"frame-(\d+)\.color\.(jpg|png)$")
+#: a loop whose relative pose disagrees with GT by more than this is false (issue targets)
+FALSE_LOOP_M, FALSE_LOOP_DEG = 0.3, 10.0
+
+
+@dataclass(frozen=True)
+class SequenceFrame:
+    """One RGB-D frame with GT.
+
+    Attributes:
+        number: frame number in the recording (from the file name).
+        rgb: (H, W, 3) uint8.
+        depth: (H, W) float32 metres registered to ``rgb`` (0 = invalid).
+        K: (3, 3) colour intrinsics.
+        T_world_cam: (4, 4) GT camera-to-world pose.
+        stamp: seconds (frame number / fps).
+    """
+
+    number: int
+    rgb: np.ndarray
+    depth: np.ndarray
+    K: np.ndarray
+    T_world_cam: np.ndarray
+    stamp: float
+
+
+def parse_frame_ranges(spec: Optional[str], n: int) -> list[int]:
+    """Indices selected by comma-separated Python slices ``START:END[:STEP]`` into ``range(n)``.
+
+    Example: ``parse_frame_ranges("0:6:2,5:0:-2", 6) == [0, 2, 4, 5, 3, 1]``; None = all.
+
+    Raises:
+        InputError: a part that is not a slice of integers, or a zero step.
+    """
+    if spec is None or not spec.strip():
+        return list(range(n))
+    out: list[int] = []
+    for part in spec.split(","):
+        fields = part.strip().split(":")
+        if len(fields) not in (2, 3):
+            raise InputError(f"frame range {part!r} is not START:END[:STEP]")
+        try:
+            nums = [int(f) if f.strip() else None for f in fields]
+        except ValueError as exc:
+            raise InputError(f"frame range {part!r}: {exc}") from exc
+        if len(nums) == 3 and nums[2] == 0:
+            raise InputError(f"frame range {part!r}: step must not be 0")
+        out += list(range(n))[slice(*nums)]
+    return out
+
+
+def sequence_files(folder: Union[str, Path], stride: int = 1) -> list[Path]:
+    """Colour files of a sequence folder in frame order, every ``stride``-th.
+
+    Raises:
+        InputError: no ``frame-*.color.jpg`` in the folder, or stride < 1.
+    """
+    if stride < 1:
+        raise InputError(f"stride must be >= 1, got {stride}")
+    folder = Path(folder)
+    files = sorted((int(m.group(1)), p) for p in folder.iterdir()
+                   if (m := _FRAME.search(p.name))) if folder.is_dir() else []
+    if not files:
+        raise InputError(f"no frame-*.color.jpg files under {folder}")
+    return [p for _, p in files][::stride]
+
+
+def read_frame(color_path: Path, K_color: np.ndarray, K_depth: np.ndarray,
+               fps: float = 30.0) -> SequenceFrame:
+    """Read one colour / depth / pose triple (depth registered to the colour image).
+
+    Raises:
+        InputError: missing or unreadable depth or pose.
+    """
+    stem = color_path.name.split(".color.")[0]
+    number = int(_FRAME.search(color_path.name).group(1))  # type: ignore[union-attr]
+    rgb = read_rgb(color_path)
+    raw = cv2.imread(str(color_path.parent / f"{stem}.depth.png"), cv2.IMREAD_UNCHANGED)
+    if raw is None:
+        raise InputError(f"missing depth image for {color_path}")
+    depth_d = raw.astype(np.float32) / 1000.0
+    depth_d[(raw == 0) | (raw == 65535)] = 0.0
+    depth = register_depth(depth_d, K_depth, K_color, rgb.shape[:2])
+    T = read_matrix(color_path.parent / f"{stem}.pose.txt", (4, 4))
+    return SequenceFrame(number, rgb, depth, K_color, T, number / fps)
+
+
+def align_trajectory(est: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, float]:
+    """SE(3) alignment of estimated to GT camera poses (Umeyama, no scale) and the ATE, with evo.
+
+    Args:
+        est: (N, 4, 4) estimated camera-to-map poses.
+        gt: (N, 4, 4) GT camera-to-world poses of the same frames.
+
+    Returns:
+        ``(T_world_map (4, 4), ate_rmse_m)``: the transform applied to ``est`` and the RMSE of
+        the camera positions after it (metres).
+
+    Raises:
+        InputError: fewer than 3 poses or mismatched lengths.
+    """
+    from evo.core import metrics
+    from evo.core.trajectory import PosePath3D
+
+    est, gt = np.asarray(est, np.float64), np.asarray(gt, np.float64)
+    if est.shape != gt.shape or est.ndim != 3 or est.shape[0] < 3:
+        raise InputError(f"need >= 3 matching (N, 4, 4) poses, got {est.shape} and {gt.shape}")
+    traj_est, traj_gt = PosePath3D(poses_se3=list(est)), PosePath3D(poses_se3=list(gt))
+    r, t, _ = traj_est.align(traj_gt, correct_scale=False)
+    ape = metrics.APE(metrics.PoseRelation.translation_part)
+    ape.process_data((traj_gt, traj_est))
+    S = np.eye(4)
+    S[:3, :3], S[:3, 3] = r, t
+    return S, float(ape.get_statistic(metrics.StatisticsType.rmse))
+
+
+def loop_errors(edges: Iterable[GraphEdge], gt: dict[int, np.ndarray]
+                ) -> list[tuple[int, int, float, float]]:
+    """Error of each ``LOOP`` edge's relative pose against GT.
+
+    Returns:
+        ``[(from_id, to_id, position error m, rotation error deg)]``.
+    """
+    out = []
+    for e in edges:
+        if e.type is not EdgeType.LOOP:
+            continue
+        T_gt = invert_pose(gt[e.from_id]) @ gt[e.to_id]
+        dp, dr = pose_errors(e.T_from_to, T_gt)
+        out.append((e.from_id, e.to_id, dp, dr))
+    return out
+
+
+def is_false_loop(position_error_m: float, rotation_error_deg: float) -> bool:
+    """The issue's definition: more than 0.3 m or 10 degrees away from GT."""
+    return position_error_m > FALSE_LOOP_M or rotation_error_deg > FALSE_LOOP_DEG
