@@ -23,7 +23,7 @@ from mast3r_ros.core.map.rgbd import read_matrix, read_rgb, register_depth
 from mast3r_ros.core.tracking.stream import EdgeType, GraphEdge
 
 __all__ = ["SequenceFrame", "parse_frame_ranges", "sequence_files", "read_frame",
-           "align_trajectory", "loop_errors", "is_false_loop"]
+           "align_trajectory", "loop_errors", "is_false_loop", "orthonormalize_pose"]
 
 _FRAME = re.compile(r"frame-(\d+)\.color\.(jpg|png)$")
 #: a loop whose relative pose disagrees with GT by more than this is false (issue targets)
@@ -92,8 +92,8 @@ def sequence_files(folder: Union[str, Path], stride: int = 1) -> list[Path]:
     return [p for _, p in files][::stride]
 
 
-def read_frame(color_path: Path, K_color: np.ndarray, K_depth: np.ndarray,
-               fps: float = 30.0) -> SequenceFrame:
+def read_frame(color_path: Path, K_color: np.ndarray, K_depth: np.ndarray, fps: float = 30.0,
+               offset_px: tuple[float, float] = (0.0, 0.0)) -> SequenceFrame:
     """Read one colour / depth / pose triple (depth registered to the colour image).
 
     Raises:
@@ -107,9 +107,21 @@ def read_frame(color_path: Path, K_color: np.ndarray, K_depth: np.ndarray,
         raise InputError(f"missing depth image for {color_path}")
     depth_d = raw.astype(np.float32) / 1000.0
     depth_d[(raw == 0) | (raw == 65535)] = 0.0
-    depth = register_depth(depth_d, K_depth, K_color, rgb.shape[:2])
-    T = read_matrix(color_path.parent / f"{stem}.pose.txt", (4, 4))
+    depth = register_depth(depth_d, K_depth, K_color, rgb.shape[:2], offset_px)
+    T = orthonormalize_pose(read_matrix(color_path.parent / f"{stem}.pose.txt", (4, 4)))
     return SequenceFrame(number, rgb, depth, K_color, T, number / fps)
+
+
+def orthonormalize_pose(T: np.ndarray) -> np.ndarray:
+    """The nearest rigid transform (SVD projection of the rotation block).
+
+    7-Scenes GT rotations are not exactly orthonormal (det ~0.99985): ``rotation_angle_deg(R, R)``
+    of such a matrix is ~1 degree, which would add about a degree to every rotation error.
+    """
+    U, _, Vt = np.linalg.svd(np.asarray(T, dtype=np.float64)[:3, :3])
+    out = np.array(T, dtype=np.float64)
+    out[:3, :3] = U @ np.diag([1.0, 1.0, np.linalg.det(U @ Vt)]) @ Vt
+    return out
 
 
 def align_trajectory(est: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, float]:

@@ -262,7 +262,9 @@ class PoseGraphMapper:
         self.graph.add_edge(check.edge)
         logger.info("loop %d->%d accepted (%d inliers, chi2 %.1f)", check.candidate_id,
                     check.query_id, check.num_inliers, check.chi2)
-        return self._update(extra_iterations=2)
+        # a loop after a long drift has a large residual that the robust kernel down-weights;
+        # iSAM2's single reweighted step per update then converges slowly, so batch here
+        return self.optimize()
 
     # ------------------------------------------------------------------ optimisation and output
     def _update(self, extra_iterations: int = 0) -> OptimizationResult:
