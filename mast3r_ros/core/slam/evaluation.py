@@ -8,8 +8,9 @@ folder).
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
@@ -18,12 +19,20 @@ import cv2
 import numpy as np
 
 from mast3r_ros.core.errors import InputError
-from mast3r_ros.core.geometry.se3 import invert_pose, pose_errors
+from mast3r_ros.core.evaluation import read_queries
+from mast3r_ros.core.geometry.se3 import invert_pose, make_pose, pose_errors, so3_exp
+from mast3r_ros.core.localizer import Localizer
 from mast3r_ros.core.map.rgbd import read_matrix, read_rgb, register_depth
-from mast3r_ros.core.tracking.stream import EdgeType, GraphEdge
+from mast3r_ros.core.slam.mapper import PoseGraphMapper
+from mast3r_ros.core.tracking.stream import EdgeType, GraphEdge, KeyframeEvent
+from mast3r_ros.core.types import Frame
 
-__all__ = ["SequenceFrame", "parse_frame_ranges", "sequence_files", "read_frame",
-           "align_trajectory", "loop_errors", "is_false_loop", "orthonormalize_pose"]
+#: one item of a front end's stream
+StreamItem = Union[KeyframeEvent, GraphEdge]
+
+__all__ = ["SequenceFrame", "StreamItem", "parse_frame_ranges", "sequence_files", "read_frame",
+           "orthonormalize_pose", "align_trajectory", "loop_errors", "is_false_loop",
+           "summarize_slam", "false_loop_edges", "interleave_edges", "relocalize_queries"]
 
 _FRAME = re.compile(r"frame-(\d+)\.color\.(jpg|png)$")
 #: a loop whose relative pose disagrees with GT by more than this is false (issue targets)
@@ -173,3 +182,107 @@ def loop_errors(edges: Iterable[GraphEdge], gt: dict[int, np.ndarray]
 def is_false_loop(position_error_m: float, rotation_error_deg: float) -> bool:
     """The issue's definition: more than 0.3 m or 10 degrees away from GT."""
     return position_error_m > FALSE_LOOP_M or rotation_error_deg > FALSE_LOOP_DEG
+
+
+def summarize_slam(mapper: PoseGraphMapper, gt: dict[int, np.ndarray], frames: int,
+                   optimize_s: float) -> tuple[dict, np.ndarray]:
+    """The issue's summary of a SLAM run (keyframes only, SE(3)-aligned with evo).
+
+    Args:
+        mapper: the back end after the whole stream and a final batch optimisation.
+        gt: GT camera-to-world pose per keyframe id.
+        frames: frames played.
+        optimize_s: seconds of the final batch optimisation.
+
+    Returns:
+        ``(summary, T_world_map)``: ``frames``, ``keyframes``, ``loops_accepted``,
+        ``loops_rejected``, ``false_loops``, ``ate_cm_odometry`` (the front end's keyframe poses),
+        ``ate_cm_slam`` (optimised), ``optimize_ms``; and the alignment of the optimised map.
+    """
+    ids = [i for i in mapper.graph.ids if i in gt]
+    G = np.stack([gt[i] for i in ids])
+    front = np.stack([mapper.map.record(i).T_map_cam for i in ids])
+    _, ate_odo = align_trajectory(front, G)
+    S, ate_slam = align_trajectory(np.stack([mapper.graph.pose(i) for i in ids]), G)
+    errs = loop_errors(mapper.graph.edges, gt)
+    status = mapper.status
+    summary = {"frames": frames, "keyframes": len(ids), "loops_accepted": status.loops_accepted,
+               "loops_rejected": status.loops_rejected,
+               "false_loops": sum(is_false_loop(p, r) for _, _, p, r in errs),
+               "ate_cm_odometry": ate_odo * 100, "ate_cm_slam": ate_slam * 100,
+               "optimize_ms": optimize_s * 1000}
+    return summary, S
+
+
+def false_loop_edges(gt: dict[int, np.ndarray], n: int, rng: np.random.Generator,
+                     min_distance: float = 1.0, min_gap: int = 6) -> list[GraphEdge]:
+    """Test hook: ``n`` confident loop edges between keyframes that are far apart in GT.
+
+    Each claims a wrong relative pose (identity, or GT offset by 0.5 m and 20 degrees), with
+    the information of a good loop (1 cm, 0.5 deg). Even ones are ``LOOP`` (claimed verified:
+    only the consistency test can refuse them), odd ones ``LOOP_CANDIDATE`` (verified with the
+    images first). Stamps are left at 0: :func:`interleave_edges` sets them.
+
+    Raises:
+        InputError: fewer than ``n`` pairs satisfy the distance and gap.
+    """
+    ids = sorted(gt)
+    pairs = [(a, b) for a in ids for b in ids if b - a >= min_gap
+             and np.linalg.norm(gt[a][:3, 3] - gt[b][:3, 3]) >= min_distance]
+    if len(pairs) < n:
+        raise InputError(f"only {len(pairs)} keyframe pairs are {min_distance} m apart")
+    info = np.diag([1.0 / 0.01**2] * 3 + [1.0 / np.radians(0.5)**2] * 3)
+    offset = make_pose(so3_exp(np.array([0.0, np.radians(20.0), 0.0])), np.array([0.5, 0.0, 0.0]))
+    edges = []
+    for k, j in enumerate(rng.choice(len(pairs), n, replace=False)):
+        a, b = pairs[int(j)]
+        T = np.eye(4) if k % 2 == 0 else invert_pose(gt[a]) @ gt[b] @ offset
+        edges.append(GraphEdge(a, b, EdgeType.LOOP if k % 2 == 0 else EdgeType.LOOP_CANDIDATE,
+                               T, info))
+    return edges
+
+
+def interleave_edges(items: Sequence[StreamItem], extra: Sequence[GraphEdge]) -> list[StreamItem]:
+    """Insert each extra edge right after the stream edge that first reaches its ``to`` node,
+    with that edge's stamp (so the stream stays in order)."""
+    by_to: dict[int, list[GraphEdge]] = {}
+    for e in extra:
+        by_to.setdefault(e.to_id, []).append(e)
+    out: list[StreamItem] = []
+    for it in items:
+        out.append(it)
+        if isinstance(it, GraphEdge):
+            for e in by_to.pop(it.to_id, []):
+                out.append(dataclasses.replace(e, stamp=it.stamp))
+    return out
+
+
+def relocalize_queries(localizer: Localizer, data: Path, S: np.ndarray,
+                       exclude_numbers: set[int]) -> dict:
+    """Localize ``data/query`` images in a SLAM map; errors after the map's GT alignment ``S``.
+
+    Queries whose frame number is in ``exclude_numbers`` (frames used for SLAM) are skipped.
+
+    Returns:
+        ``reloc_queries``, ``reloc_localized``, ``reloc_median_cm``, ``reloc_median_deg``,
+        ``reloc_recall_5cm5deg`` (failures count as infinite error).
+    """
+    K = read_matrix(data / "color-intrinsics.txt", (3, 3))
+    pe, re_ = [], []
+    for q in read_queries(data / "queries_with_gt.txt"):
+        m = _FRAME.search(q.name)
+        if m is None or int(m.group(1)) in exclude_numbers:
+            continue
+        r = localizer.localize(Frame(read_rgb(data / q.name), K))
+        if r.success and r.T_map_cam is not None:
+            dp, dr = pose_errors(S @ r.T_map_cam, orthonormalize_pose(q.T_world_cam))
+        else:
+            dp, dr = np.inf, np.inf
+        pe.append(dp)
+        re_.append(dr)
+    p, r_ = np.array(pe), np.array(re_)
+    n = int(p.size)
+    return {"reloc_queries": n, "reloc_localized": int(np.isfinite(p).sum()),
+            "reloc_median_cm": float(np.median(p) * 100) if n else float("nan"),
+            "reloc_median_deg": float(np.median(r_)) if n else float("nan"),
+            "reloc_recall_5cm5deg": float(np.mean((p <= 0.05) & (r_ <= 5.0))) if n else 0.0}
