@@ -141,6 +141,12 @@ class RetrievalConfig:
                                 range=(0.0, None))
     max_clusters: int = opt(3, "at most this many places (retrieval clusters) are matched and "
                                "solved per query", range=(1, 64))
+    approximate_above: int = opt(20_000, "maps with more keyframes than this search an "
+                                         "approximate index (IVF, 8-bit scalar quantised, exact "
+                                         "re-ranking) instead of the exact flat one",
+                                 range=(1, None), read_only=True)
+    ivf_nprobe: int = opt(16, "inverted lists visited per query in the approximate index",
+                          range=(1, 4096))
 
     def __post_init__(self) -> None:
         validate_fields(self)

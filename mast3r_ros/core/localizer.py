@@ -144,6 +144,7 @@ class Localizer:
                     best = (est, place)
         except InputError as exc:  # e.g. an image the network preprocessing cannot crop
             return self._result(timer, reason=f"invalid input: {exc}")
+        assert best is not None  # places is not empty
         est, place = best
         return self._result(timer, est, place, [i for p in places for i in p.ids],
                             [s for p in places for s in p.scores])

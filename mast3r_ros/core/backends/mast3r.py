@@ -29,8 +29,14 @@ from mast3r_ros.core.model.blocks import grid_positions
 from mast3r_ros.core.model.engine import EncodedImages, InferenceEngine
 from mast3r_ros.core.model.mast3r import HeadOutput
 from mast3r_ros.core.model.preprocess import ImageTransform, image_transform, preprocess_image
-from mast3r_ros.core.types import (Encoding, KeyframeEncoding, MatchResult, PairMatches,
-                                   QueryGeometry, StageTimer)
+from mast3r_ros.core.types import (
+    Encoding,
+    KeyframeEncoding,
+    MatchResult,
+    PairMatches,
+    QueryGeometry,
+    StageTimer,
+)
 
 __all__ = ["Mast3rBackend", "PREPROCESSING", "DESCRIPTOR"]
 

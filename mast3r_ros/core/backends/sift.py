@@ -18,8 +18,14 @@ from mast3r_ros.core.config import MatchingConfig, SiftConfig
 from mast3r_ros.core.errors import ImageError, InputError
 from mast3r_ros.core.features import EncoderId, SiftFeatures
 from mast3r_ros.core.retrieval.descriptors import TINY_DESCRIPTOR, tiny_image_descriptor
-from mast3r_ros.core.types import (Encoding, KeyframeEncoding, MatchResult, PairMatches,
-                                   StageTimer, Timings)
+from mast3r_ros.core.types import (
+    Encoding,
+    KeyframeEncoding,
+    MatchResult,
+    PairMatches,
+    StageTimer,
+    Timings,
+)
 
 __all__ = ["SiftBackend", "extract_sift", "match_descriptors"]
 
@@ -42,7 +48,7 @@ def extract_sift(rgb: np.ndarray, n_features: int = SiftConfig.n_features,
             or rgb.dtype != np.uint8:
         raise ImageError(f"SIFT needs an (H, W, 3) uint8 image, got {getattr(rgb, 'shape', rgb)}")
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    sift = cv2.SIFT_create(nfeatures=int(n_features))
+    sift = cv2.SIFT.create(nfeatures=int(n_features))
     kps, desc = sift.detectAndCompute(grey, None)
     if desc is None or not kps:
         return SiftFeatures(np.zeros((0, 2)), np.zeros((0, 128), dtype=np.float32))

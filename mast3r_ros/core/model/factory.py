@@ -52,7 +52,7 @@ def checkpoint_id(path: Path) -> str:
     try:
         for f in files:
             with open(f, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 22), b""):  # noqa: B023
+                for chunk in iter(lambda: fh.read(1 << 22), b""):
                     h.update(chunk)
     except OSError as exc:
         raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
