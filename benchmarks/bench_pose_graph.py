@@ -15,13 +15,12 @@ Usage: ``python -m benchmarks.bench_pose_graph [--runs 5]``; prints one JSON lin
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from importlib.metadata import version
 
 import numpy as np
 
-from benchmarks.bench_localize import _git_rev
+from benchmarks.common import report
 from mast3r_ros.core.config import PoseGraphConfig
 from mast3r_ros.core.geometry.se3 import invert_pose, make_pose, so3_exp
 from mast3r_ros.core.slam.graph import PoseGraph
@@ -114,9 +113,8 @@ def main() -> None:
         b_robust.append(batch(items, "cauchy"))
         b_plain.append(batch(items, "none"))
     ms = 1000.0
-    print(json.dumps({
-        "bench": "pose_graph", "device": "cpu", "gtsam": version("gtsam"),
-        "numpy": np.__version__, "git_rev": _git_rev(), "runs": args.runs,
+    report("pose_graph", {
+        "gtsam": version("gtsam"), "numpy": np.__version__, "runs": args.runs,
         "incremental_keyframes": 100, "median_update_ms_at_100": float(np.median(kf)) * ms,
         "median_loop_accept_ms_at_100": float(np.median(loops)) * ms if loops else None,
         "baseline_batch_resolve_ms_at_100": float(np.median(rebatch)) * ms,
@@ -126,7 +124,7 @@ def main() -> None:
         "median_batch_s": float(np.median(b_robust)),
         "baseline_batch_plain_s": float(np.median(b_plain)),
         "robust_vs_plain_ratio": float(np.median(b_robust) / np.median(b_plain)),
-    }))
+    })
 
 
 if __name__ == "__main__":
