@@ -15,6 +15,7 @@ from typing import Optional
 import numpy as np
 from tqdm import tqdm
 
+from mast3r_ros.cli import eval_slam
 from mast3r_ros.cli.common import add_localizer_args, config_from_args, dump_json, to_jsonable
 from mast3r_ros.core.backends import MatcherBackend, create_backend
 from mast3r_ros.core.evaluation import (read_pairs, read_queries, relative_pose_errors,
@@ -28,11 +29,11 @@ from mast3r_ros.core.map import build_map_from_rgbd, load_map, read_matrix, read
 from mast3r_ros.core.types import Frame, KeyframeEncoding, Timings
 
 NAME = "eval"
-HELP = "evaluate on shared/data sets: absolute (7-Scenes), relative (pairs), retrieval"
+HELP = "evaluate on shared/data sets: absolute (7-Scenes), relative (pairs), retrieval, slam"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("task", choices=("absolute", "relative", "retrieval"))
+    p.add_argument("task", choices=("absolute", "relative", "retrieval", "slam"))
     p.add_argument("data", type=Path, help="data set folder (README layout)")
     p.add_argument("--map", type=Path, default=None,
                    help="map directory (absolute/retrieval; default: built from DATA/map)")
@@ -49,6 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="retrieval task: a query's relevant keyframes = the N nearest by position")
     p.add_argument("--out", type=Path, default=None, help="folder for JSON files and the plot")
     add_localizer_args(p)
+    eval_slam.add_arguments(p)
 
 
 def _select(items: list, args: argparse.Namespace) -> list:
@@ -202,4 +204,4 @@ def run_retrieval(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     return {"absolute": run_absolute, "relative": run_relative,
-            "retrieval": run_retrieval}[args.task](args)
+            "retrieval": run_retrieval, "slam": eval_slam.run}[args.task](args)

@@ -31,6 +31,7 @@ from mast3r_ros.core.types import Frame
 StreamItem = Union[KeyframeEvent, GraphEdge]
 
 __all__ = ["SequenceFrame", "StreamItem", "parse_frame_ranges", "sequence_files", "read_frame",
+           "read_sequence",
            "orthonormalize_pose", "align_trajectory", "loop_errors", "is_false_loop",
            "summarize_slam", "false_loop_edges", "interleave_edges", "relocalize_queries"]
 
@@ -119,6 +120,27 @@ def read_frame(color_path: Path, K_color: np.ndarray, K_depth: np.ndarray, fps: 
     depth = register_depth(depth_d, K_depth, K_color, rgb.shape[:2], offset_px)
     T = orthonormalize_pose(read_matrix(color_path.parent / f"{stem}.pose.txt", (4, 4)))
     return SequenceFrame(number, rgb, depth, K_color, T, number / fps)
+
+
+def read_sequence(data: Union[str, Path], stride: int = 1, frames: Optional[str] = None
+                  ) -> list[SequenceFrame]:
+    """The selected frames of ``data/sequence`` in play order (a frame may play twice).
+
+    Args:
+        data: the data set folder (``sequence/`` and the intrinsics files).
+        stride: take every ``stride``-th file.
+        frames: slices into the strided file list (:func:`parse_frame_ranges`); None = all.
+    """
+    data = Path(data)
+    files = sequence_files(data / "sequence", stride)
+    order = parse_frame_ranges(frames, len(files))
+    Kc = read_matrix(data / "color-intrinsics.txt", (3, 3))
+    Kd = read_matrix(data / "camera-intrinsics.txt", (3, 3))
+    cache: dict[int, SequenceFrame] = {}
+    for i in order:
+        if i not in cache:
+            cache[i] = read_frame(files[i], Kc, Kd)
+    return [cache[i] for i in order]
 
 
 def orthonormalize_pose(T: np.ndarray) -> np.ndarray:

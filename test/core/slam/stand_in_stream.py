@@ -11,8 +11,6 @@ no motion model) and is never shipped.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Union
 
 import numpy as np
 
@@ -20,9 +18,8 @@ from mast3r_ros.core.backends.sift import SiftBackend
 from mast3r_ros.core.config import LocalizerConfig
 from mast3r_ros.core.geometry.se3 import invert_pose
 from mast3r_ros.core.map.keyframe import Keyframe
-from mast3r_ros.core.map.rgbd import read_matrix
 from mast3r_ros.core.pose import gather_correspondences, solve_pnp
-from mast3r_ros.core.slam.evaluation import SequenceFrame, read_frame, sequence_files
+from mast3r_ros.core.slam.evaluation import SequenceFrame
 from mast3r_ros.core.slam.factors import covariance_map_to_body
 from mast3r_ros.core.tracking.stream import EdgeType, GraphEdge, KeyframeEvent
 from mast3r_ros.core.types import KeyframeEncoding
@@ -39,20 +36,6 @@ class StandInStream:
     items: list            # KeyframeEvent | GraphEdge, in stream order
     gt: dict[int, np.ndarray]
     frames: dict[int, SequenceFrame]
-
-
-def load_frames(data: Union[str, Path], order: list[int], stride: int = 1
-                ) -> list[SequenceFrame]:
-    """Frames of ``data/sequence`` (every ``stride``-th file) at the given indices."""
-    data = Path(data)
-    files = sequence_files(data / "sequence", stride)
-    Kc = read_matrix(data / "color-intrinsics.txt", (3, 3))
-    Kd = read_matrix(data / "camera-intrinsics.txt", (3, 3))
-    cache: dict[int, SequenceFrame] = {}
-    for i in order:
-        if i not in cache:
-            cache[i] = read_frame(files[i], Kc, Kd)
-    return [cache[i] for i in order]
 
 
 def stand_in_stream(frames: list[SequenceFrame], backend: SiftBackend,

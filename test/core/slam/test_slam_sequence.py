@@ -7,13 +7,13 @@ real tracker is available here. Each expensive run is a module-scoped fixture.
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from stand_in_stream import StandInStream, load_frames, stand_in_stream
+from stand_in_stream import StandInStream, stand_in_stream
 
+from mast3r_ros.cli.eval_slam import run_back_end
 from mast3r_ros.core.backends.sift import SiftBackend
 from mast3r_ros.core.config import LocalizerConfig, SlamConfig
 from mast3r_ros.core.errors import InputError, MapError
@@ -23,7 +23,7 @@ from mast3r_ros.core.slam import GraphError, PoseGraphMapper, StreamError
 from mast3r_ros.core.slam.evaluation import (
     false_loop_edges,
     interleave_edges,
-    parse_frame_ranges,
+    read_sequence,
     relocalize_queries,
     summarize_slam,
 )
@@ -42,28 +42,23 @@ def sift() -> tuple[LocalizerConfig, SiftBackend]:
 
 
 def run_mapper(items: list, sift: tuple) -> tuple[PoseGraphMapper, float]:
-    mapper = PoseGraphMapper(SlamConfig(), *sift)
-    for it in items:
-        mapper.add_keyframe(it) if isinstance(it, KeyframeEvent) else mapper.add_edge(it)
-    t0 = time.perf_counter()
-    mapper.optimize()
-    return mapper, time.perf_counter() - t0
+    return run_back_end(items, *sift)
 
 
 @pytest.fixture(scope="module")
 def out_and_back_stream(data: Path, sift) -> StandInStream:
-    order = parse_frame_ranges("0:66:2,65:0:-2", 66)
-    return stand_in_stream(load_frames(data, order), sift[1], sift[0])
+    return stand_in_stream(read_sequence(data, 1, "0:66:2,65:0:-2"), sift[1], sift[0])
 
 
 @pytest.fixture(scope="module")
-def out_and_back(out_and_back_stream: StandInStream, sift) -> tuple[PoseGraphMapper, dict]:
+def out_and_back(out_and_back_stream: StandInStream, sift) -> tuple[PoseGraphMapper, dict, dict]:
     mapper, t = run_mapper(out_and_back_stream.items, sift)
-    return mapper, summarize_slam(mapper, out_and_back_stream.gt, 66, t)[0]
+    gt = out_and_back_stream.gt
+    return mapper, summarize_slam(mapper, gt, 66, t)[0], gt
 
 
 def test_out_and_back_closes_loops_without_false_ones(out_and_back) -> None:
-    _, s = out_and_back
+    s = out_and_back[1]
     assert s["keyframes"] == 66
     assert s["false_loops"] == 0
     assert s["loops_accepted"] >= 1
@@ -85,7 +80,7 @@ def test_injected_false_loops_are_never_accepted(out_and_back_stream, out_and_ba
 
 @pytest.fixture(scope="module")
 def relocalization(data: Path, sift, tmp_path_factory) -> dict:
-    frames = load_frames(data, list(range(33)), stride=2)
+    frames = read_sequence(data, stride=2)
     stream = stand_in_stream(frames, sift[1], sift[0])
     mapper, t = run_mapper(stream.items, sift)
     summary, S = summarize_slam(mapper, stream.gt, len(frames), t)
@@ -162,3 +157,10 @@ def test_out_of_order_keyframes_and_unwritable_paths_lose_nothing(started, out_a
     assert started.graph.is_estimated(3)
     saved = started.save(tmp_path / "map")      # and saving elsewhere works
     assert load_map(saved).ids == [0, 1, 2, 3]
+
+
+def test_eval_writes_the_before_after_plot(out_and_back, tmp_path) -> None:
+    from mast3r_ros.cli.eval_slam import plot_trajectories
+
+    plot_trajectories(out_and_back[0], out_and_back[2], tmp_path / "t.png")
+    assert (tmp_path / "t.png").stat().st_size > 10_000
