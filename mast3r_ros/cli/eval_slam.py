@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mast3r_ros.cli.common import config_from_args, dump_json, to_jsonable
+from mast3r_ros.cli.common import dump_json, localizer_config, to_jsonable
 from mast3r_ros.core.backends import MatcherBackend, create_backend
 from mast3r_ros.core.config import LocalizerConfig, SlamConfig
 from mast3r_ros.core.errors import ConfigError
@@ -115,7 +115,7 @@ def plot_trajectories(mapper: PoseGraphMapper, gt: dict[int, np.ndarray], path: 
 
 def run(args: argparse.Namespace) -> int:
     """The ``slam`` task (see the module docstring)."""
-    config = config_from_args(args)
+    config = localizer_config(args)
     backend = create_backend(config)
     frames = read_sequence(args.data, args.stride, args.frames)
     items, gt = front_end_stream(frames, config, backend)

@@ -8,9 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
-from mast3r_ros.cli.common import dump_json
-from mast3r_ros.core.config import LocalizerConfig, ModelConfig
-from mast3r_ros.core.map import read_rgb
+from mast3r_ros.cli.common import (
+    add_input_options,
+    add_localizer_options,
+    dump_json,
+    input_config,
+    localizer_config,
+)
+from mast3r_ros.core.io import read_image_file
 from mast3r_ros.core.types import KeyframeEncoding
 
 NAME = "match"
@@ -18,27 +23,25 @@ HELP = "run the MASt3R network on two images and print what it found (matches, c
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("image1", type=Path)
-    p.add_argument("image2", type=Path)
-    p.add_argument("--checkpoint", default="", help="MASt3R checkpoint (default $MAST3R_CHECKPOINT)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
-    p.add_argument("--image-size", type=int, default=512)
+    p.add_argument("image1", type=Path, help="first image (the query)")
+    p.add_argument("image2", type=Path, help="second image (the reference)")
+    add_localizer_options(p, only=("model",))
+    add_input_options(p)
 
 
 def run(args: argparse.Namespace) -> int:
     from mast3r_ros.core.backends.mast3r import Mast3rBackend
     from mast3r_ros.core.model.factory import make_engine
 
-    cfg = LocalizerConfig(backend="mast3r", model=ModelConfig(
-        checkpoint=args.checkpoint, device=args.device, precision=args.precision,
-        image_size=args.image_size))
+    cfg = localizer_config(args, backend="mast3r")
+    max_pixels = input_config(args).max_image_pixels
+    rgb1 = read_image_file(args.image1, max_pixels)  # before loading the model
+    rgb2 = read_image_file(args.image2, max_pixels)
     backend = Mast3rBackend(make_engine(cfg.model))
-    rgb1, rgb2 = read_rgb(args.image1), read_rgb(args.image2)
     t0 = time.perf_counter()
     q = backend.encode(rgb1)
-    res = backend.match(q, [KeyframeEncoding(0, backend.encode(rgb2), lambda: rgb2)], cfg.matching,
-                        geometry=True, query_image=rgb1)
+    res = backend.match(q, [KeyframeEncoding(0, backend.encode(rgb2), lambda: rgb2)],
+                        cfg.matching, geometry=True, query_image=rgb1)
     m = res.pairs[0]
     K = res.geometry.K if res.geometry is not None else None
     print(dump_json({"image1": str(args.image1), "image2": str(args.image2),

@@ -23,6 +23,7 @@ from mast3r_ros.core.errors import ConfigError
 __all__ = [
     "opt",
     "validate_fields",
+    "InputConfig",
     "ModelConfig",
     "MatchingConfig",
     "SiftConfig",
@@ -37,6 +38,7 @@ __all__ = [
     "LoopClosureConfig",
     "SlamConfig",
     "config_fields",
+    "make_config",
 ]
 
 
@@ -70,9 +72,39 @@ def validate_fields(obj: Any) -> None:
             raise ConfigError(f"{name}.{f.name}={value!r} is not one of {list(choices)}")
 
 
+def make_config(cls: type, kwargs: dict[str, Any]) -> Any:
+    """``cls(**kwargs)`` for a config dataclass, with every failure a :class:`ConfigError`.
+
+    Raises:
+        ConfigError: a value out of range (from ``__post_init__``), an unknown field name or a
+            value of the wrong type (``TypeError`` / ``ValueError`` of the constructor).
+    """
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid {cls.__name__} values: {exc}") from exc
+
+
 def config_fields(cls: type) -> list[dataclasses.Field]:
     """The fields of a config dataclass (for deriving ROS parameters and CLI flags)."""
     return list(dataclasses.fields(cls))
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    """Limits on what enters the pipeline from files, bags and messages (see the README's limits).
+
+    Node configs and the map store use the same default (``InputConfig().max_image_pixels``).
+    """
+
+    max_image_pixels: int = opt(4096 * 4096, "images with more pixels (width*height, read from the "
+                                             "file header before decoding) are rejected",
+                                range=(256, 100_000_000))
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
 
 
 @dataclass(frozen=True)
