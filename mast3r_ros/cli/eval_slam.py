@@ -13,13 +13,15 @@ import argparse
 import json
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from mast3r_ros.cli.common import dump_json, localizer_config, to_jsonable
+from mast3r_ros.cli.options import add_config_options, config_from_args
 from mast3r_ros.core.backends import MatcherBackend, create_backend
-from mast3r_ros.core.config import LocalizerConfig, SlamConfig
+from mast3r_ros.core.config import LocalizerConfig, SlamConfig, opt, validate_fields
 from mast3r_ros.core.errors import ConfigError
 from mast3r_ros.core.localizer import Localizer
 from mast3r_ros.core.map import load_map
@@ -36,20 +38,27 @@ from mast3r_ros.core.slam.evaluation import (
 )
 from mast3r_ros.core.tracking.stream import EdgeType, KeyframeEvent
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["SlamEvalOptions", "add_arguments", "run"]
+
+
+@dataclass(frozen=True)
+class SlamEvalOptions:
+    """Options of the slam task (the shared eval options stay in ``cli/eval.py``)."""
+
+    stride: int = opt(1, "slam task: take every N-th file of DATA/sequence", range=(1, None))
+    frames: str = opt("", "slam task: comma-separated START:END[:STEP] slices into the (strided) "
+                          "file list, e.g. 0:66:2,65:0:-2 (out and back); empty = all")
+    relocalize: bool = opt(False, "slam task: save the map, then localize DATA/query in it")
+    inject_false_loops: int = opt(0, "slam task, robustness test hook: add N wrong, confident "
+                                     "loop edges to the front end's stream", range=(0, 1000))
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Options of the ``slam`` task (the shared ``eval`` options stay in ``cli/eval.py``)."""
-    p.add_argument("--stride", type=int, default=1, help="slam task: take every N-th file")
-    p.add_argument("--frames", default=None,
-                   help="slam task: comma-separated START:END[:STEP] slices into the (strided) "
-                        "file list, e.g. 0:66:2,65:0:-2 (out and back)")
-    p.add_argument("--relocalize", action="store_true",
-                   help="slam task: save the map, then localize DATA/query in it")
-    p.add_argument("--inject-false-loops", type=int, default=0, metavar="N",
-                   help="slam task, robustness test hook: add N wrong, confident loop edges to "
-                        "the front end's stream")
+    """Add the options of :class:`SlamEvalOptions`."""
+    add_config_options(p, SlamEvalOptions, title="slam evaluation")
 
 
 def front_end_stream(frames: list[SequenceFrame], config: LocalizerConfig,
@@ -115,12 +124,13 @@ def plot_trajectories(mapper: PoseGraphMapper, gt: dict[int, np.ndarray], path: 
 
 def run(args: argparse.Namespace) -> int:
     """The ``slam`` task (see the module docstring)."""
+    opts: SlamEvalOptions = config_from_args(SlamEvalOptions, args)
     config = localizer_config(args)
     backend = create_backend(config)
-    frames = read_sequence(args.data, args.stride, args.frames)
+    frames = read_sequence(args.data, opts.stride, opts.frames or None)
     items, gt = front_end_stream(frames, config, backend)
-    if args.inject_false_loops:
-        extra = false_loop_edges(gt, args.inject_false_loops, np.random.default_rng(0))
+    if opts.inject_false_loops:
+        extra = false_loop_edges(gt, opts.inject_false_loops, np.random.default_rng(0))
         items = interleave_edges(items, extra)
     mapper, batch_s = run_back_end(items, config, backend)
     summary, S = summarize_slam(mapper, gt, len(frames), batch_s)
@@ -128,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         plot_trajectories(mapper, gt, args.out / "trajectories.png")
-    if args.relocalize:
+    if opts.relocalize:
         base = args.out if args.out is not None else Path(tempfile.mkdtemp(prefix="slam-map-"))
         saved = mapper.save(base / "map")
         loc = Localizer(config, load_map(saved), backend)
