@@ -34,6 +34,9 @@ __all__ = [
     "LocalizerNodeConfig",
     "KeyframeSelectionConfig",
     "MapperNodeConfig",
+    "PoseGraphConfig",
+    "LoopClosureConfig",
+    "SlamConfig",
     "config_fields",
     "make_config",
 ]
@@ -376,3 +379,76 @@ class MapperNodeConfig:
         validate_fields(self)
         if len(self.base_T_camera) != 7:
             raise ConfigError("MapperNodeConfig.base_T_camera needs 7 numbers: x y z qx qy qz qw")
+
+
+@dataclass(frozen=True)
+class PoseGraphConfig:
+    """The SLAM back end's pose graph (GTSAM): robust kernel, anchor, iSAM2 and batch settings."""
+
+    robust_kernel: str = opt("cauchy", "robust kernel of the relative-pose factors (none = plain "
+                                       "least squares)", choices=("cauchy", "huber", "none"))
+    kernel_width: float = opt(3.0, "width of the robust kernel in whitened units (sigmas of the "
+                                   "edge's own information)", range=(0.1, 100.0))
+    anchor_position_std: float = opt(1e-4, "std (m) of the prior that fixes the first keyframe",
+                                     range=(1e-9, 10.0))
+    anchor_rotation_std: float = opt(1e-4, "std (rad) of the prior that fixes the first keyframe",
+                                     range=(1e-9, 10.0))
+    relinearize_threshold: float = opt(0.01, "iSAM2 relinearisation threshold (tangent-space "
+                                             "norm)", range=(1e-6, 10.0))
+    relinearize_skip: int = opt(1, "iSAM2 checks for relinearisation every N updates",
+                                range=(1, 100))
+    batch_max_iterations: int = opt(100, "Levenberg-Marquardt iterations of a batch optimisation",
+                                    range=(1, 10_000))
+    batch_relative_tolerance: float = opt(1e-6, "Levenberg-Marquardt relative error decrease "
+                                                "that stops a batch optimisation",
+                                          range=(0.0, 1.0))
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
+
+
+@dataclass(frozen=True)
+class LoopClosureConfig:
+    """Loop closures: retrieval candidates, geometric gates and the consistency test."""
+
+    enabled: bool = opt(True, "search loop closures for every new keyframe")
+    top_k: int = opt(3, "loop candidates retrieved per new keyframe (global descriptors)",
+                     range=(1, 64))
+    min_score: float = opt(0.0, "minimum global-descriptor similarity of a candidate",
+                           range=(-1.0, 1.0))
+    exclude_recent: int = opt(5, "the last N keyframes before the new one are never candidates "
+                                 "(odometry already links them)", range=(0, 10_000))
+    min_inliers: int = opt(60, "geometric gate: PnP inliers of the loop", range=(4, None))
+    min_inlier_ratio: float = opt(0.25, "geometric gate: PnP inliers / 2D-3D correspondences",
+                                  range=(0.0, 1.0))
+    max_median_reproj_error: float = opt(3.0, "geometric gate: median inlier reprojection error "
+                                              "(px)", range=(0.01, 100.0))
+    covariance_scale: float = opt(25.0, "factor on the Gauss-Newton covariance of a loop's PnP "
+                                        "(it assumes independent pixel errors and exact 3D "
+                                        "points, which makes it optimistic)",
+                                  range=(1.0, 1e6))
+    min_position_std: float = opt(0.005, "floor of a loop edge's position std (m)",
+                                  range=(0.0, 1.0))
+    min_rotation_std: float = opt(0.002, "floor of a loop edge's rotation std (rad)",
+                                  range=(0.0, 1.0))
+    consistency_probability: float = opt(0.999, "chi-square(6) acceptance probability of a loop "
+                                                "against the current estimate (innovation with "
+                                                "the graph's joint marginal)",
+                                         range=(0.5, 0.999999))
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
+
+
+@dataclass(frozen=True)
+class SlamConfig:
+    """The SLAM back end: pose graph, loop closures and the localizer settings loops reuse."""
+
+    pose_graph: PoseGraphConfig = field(default_factory=PoseGraphConfig)
+    loops: LoopClosureConfig = field(default_factory=LoopClosureConfig)
+    max_stamp_regression: float = opt(0.0, "a keyframe or edge whose stamp goes back by more "
+                                           "than this (s) is refused as out of order",
+                                      range=(0.0, None))
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
