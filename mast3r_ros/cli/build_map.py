@@ -1,134 +1,170 @@
 """``mast3r-ros build-map SOURCE OUT``: build a map with MASt3R sparse global alignment.
 
 SOURCE is a folder of images (sorted by name) or a rosbag2 (folder or ``.mcap`` / ``.db3`` file,
-read with ``rosbags``; ``--topic`` picks a ``sensor_msgs/Image`` or ``CompressedImage`` topic).
+read with :func:`mast3r_ros.core.io.read_bag`; ``--topic`` picks a ``sensor_msgs/Image`` or
+``CompressedImage`` topic). Every image is decoded through :mod:`mast3r_ros.core.io` with the
+pixel limit; frames skipped by ``--stride`` / ``--max-images`` are not decoded at all.
 """
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable, Optional, TypeVar, cast
 
 import numpy as np
 
-from mast3r_ros.cli.common import add_localizer_args, config_from_args, dump_json
-from mast3r_ros.core.config import MappingConfig
-from mast3r_ros.core.errors import ConfigError, ImageError, InputError
+from mast3r_ros.cli.common import (
+    LOCALIZER_ALIASES,
+    add_input_options,
+    add_localizer_options,
+    dump_json,
+    input_config,
+    localizer_config,
+    os_errors_as,
+    read_intrinsics,
+)
+from mast3r_ros.cli.localize import IMAGE_SUFFIXES
+from mast3r_ros.cli.options import add_alias, add_config_options, config_from_args
+from mast3r_ros.core.config import InputConfig, MappingConfig, opt, validate_fields
+from mast3r_ros.core.errors import ConfigError, InputError, MapError
+from mast3r_ros.core.io import (
+    CompressedImageRecord,
+    ImageRecord,
+    bag_topics,
+    is_bag,
+    read_bag,
+    read_image_file,
+)
 
 NAME = "build-map"
 HELP = "build a map from an image folder or a rosbag2 with MASt3R sparse global alignment"
-_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+
+#: short flags of earlier releases -> dotted MappingConfig fields (``--device`` sets both devices)
+MAPPING_ALIASES = {
+    "--scene-graph": ("mapping.scene_graph",), "--niter1": ("mapping.niter1",),
+    "--niter2": ("mapping.niter2",), "--lr1": ("mapping.lr1",), "--lr2": ("mapping.lr2",),
+    "--matching-conf-thr": ("mapping.matching_conf_thr",),
+    "--kinematic-mode": ("mapping.kinematic_mode",),
+    "--shared-intrinsics": ("mapping.shared_intrinsics",), "--cache-dir": ("mapping.cache_dir",),
+}
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class BuildMapOptions:
+    """Which images of the source become keyframes."""
+
+    topic: str = opt("", "rosbag2 image topic (default: the first Image/CompressedImage topic)")
+    stride: int = opt(1, "keep every N-th image", range=(1, 1_000_000))
+    max_images: int = opt(0, "keep at most N images after the stride (0 = all)", range=(0, None))
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    d = MappingConfig()
     p.add_argument("source", type=Path, help="image folder or rosbag2")
     p.add_argument("out", type=Path, help="map directory to write")
-    p.add_argument("--topic", default="",
-                   help="rosbag2 image topic (default: the first image topic)")
-    p.add_argument("--stride", type=int, default=1, help="keep every N-th image")
-    p.add_argument("--max-images", type=int, default=0, help="keep at most N images (0 = all)")
-    p.add_argument("--intrinsics", type=Path, default=None,
+    p.add_argument("--intrinsics", type=Path,
                    help="3x3 K of the original images (text file); fixed during the alignment")
-    p.add_argument("--scene-graph", default=d.scene_graph, help="complete, swin-N, logwin-N, "
-                   "oneref-I, retrieval-Na-k")
-    p.add_argument("--niter1", type=int, default=d.niter1, help="coarse-stage iterations")
-    p.add_argument("--niter2", type=int, default=d.niter2, help="refinement iterations (0 = skip)")
-    p.add_argument("--lr1", type=float, default=d.lr1)
-    p.add_argument("--lr2", type=float, default=d.lr2)
-    p.add_argument("--matching-conf-thr", type=float, default=d.matching_conf_thr)
-    p.add_argument("--kinematic-mode", default=d.kinematic_mode)
-    p.add_argument("--shared-intrinsics", action="store_true")
-    p.add_argument("--cache-dir", default="", help="pairwise cache directory (reused across runs)")
-    add_localizer_args(p)
+    add_config_options(p, BuildMapOptions, title="images")
+    mapping = add_config_options(p, MappingConfig, prefix="mapping.", title="alignment",
+                                 aliases=MAPPING_ALIASES)
+    model = add_localizer_options(p, only=("backend", "model"),
+                                  aliases={k: v for k, v in LOCALIZER_ALIASES.items()
+                                           if k != "--device"})
+    add_alias(p, "--device", [o for o in model + mapping
+                              if o.name in ("model.device", "mapping.device")])
+    add_input_options(p)
 
 
-def _read_folder(folder: Path) -> tuple[list[np.ndarray], list[float]]:
-    from mast3r_ros.core.map import read_rgb
-
-    files = sorted(f for f in folder.iterdir() if f.suffix.lower() in _EXT)
-    return [read_rgb(f) for f in files], [float(k) for k in range(len(files))]
-
-
-def _decode_image(msg, typename: str) -> np.ndarray:
-    import cv2
-
-    if typename.endswith("CompressedImage"):
-        bgr = cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise ImageError("cannot decode a CompressedImage")
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    enc, h, w = msg.encoding.lower(), int(msg.height), int(msg.width)
-    ch = {"rgb8": 3, "bgr8": 3, "mono8": 1, "rgba8": 4, "bgra8": 4}.get(enc)
-    if ch is None:
-        raise ImageError(f"unsupported image encoding {msg.encoding!r}; use rgb8/bgr8/mono8")
-    buf = np.frombuffer(bytes(msg.data), np.uint8)
-    if int(msg.step) < w * ch or buf.size < h * int(msg.step):
-        raise ImageError(f"image data too short for {w}x{h} {enc} with step {msg.step}")
-    img = buf[:h * int(msg.step)].reshape(h, int(msg.step))[:, :w * ch].reshape(h, w, ch)
-    if enc == "mono8":
-        return np.repeat(img, 3, axis=2)
-    img = img[..., :3]
-    return np.ascontiguousarray(img[..., ::-1] if enc.startswith("bgr") else img)
+def _keep(items: Iterable[_T], opts: BuildMapOptions) -> Iterable[_T]:
+    """Every ``stride``-th item, at most ``max_images`` of them (lazily)."""
+    kept = 0
+    for k, item in enumerate(items):
+        if opts.max_images and kept >= opts.max_images:
+            return
+        if k % opts.stride == 0:
+            kept += 1
+            yield item
 
 
-def _read_bag(path: Path, topic: str) -> tuple[list[np.ndarray], list[float]]:
-    from rosbags.highlevel import AnyReader
-    from rosbags.typesys import Stores, get_typestore
+def _read_folder(folder: Path, opts: BuildMapOptions,
+                 max_pixels: int) -> tuple[list[np.ndarray], list[float]]:
+    files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+    kept = list(_keep(files, opts))
+    if not kept:
+        raise InputError(f"no images in {folder} (looked for {', '.join(IMAGE_SUFFIXES)})")
+    return [read_image_file(f, max_pixels) for f in kept], [float(k) for k in range(len(kept))]
 
+
+def _read_bag(path: Path, topic: str, opts: Optional[BuildMapOptions] = None,
+              max_pixels: Optional[int] = None) -> tuple[list[np.ndarray], list[float]]:
+    """RGB images and header stamps (s) of one image topic of a bag (default: the first)."""
+    opts = opts or BuildMapOptions()
+    limit = max_pixels if max_pixels is not None else InputConfig().max_image_pixels
+    if not topic:
+        image_types = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+        found = [t for t, kind in bag_topics(path).items() if kind in image_types]
+        if not found:
+            raise InputError(f"no image topic in {path}; topics: {sorted(bag_topics(path))}")
+        topic = found[0]
+    records = (r for r in read_bag(path, topics={topic})
+               if isinstance(r, (ImageRecord, CompressedImageRecord)))
     images, stamps = [], []
-    with AnyReader([path], default_typestore=get_typestore(Stores.ROS2_KILTED)) as reader:
-        conns = [c for c in reader.connections
-                 if c.msgtype in ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
-                 and (not topic or c.topic == topic)]
-        if not conns:
-            raise InputError(f"no image topic {topic or ''} in {path}; topics: "
-                             f"{sorted({c.topic for c in reader.connections})}")
-        conns = [c for c in conns if c.topic == conns[0].topic]
-        for conn, _, raw in reader.messages(connections=conns):
-            msg = reader.deserialize(raw, conn.msgtype)
-            images.append(_decode_image(msg, conn.msgtype))
-            stamps.append(msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec)
+    for rec in _keep(records, opts):
+        images.append(rec.to_rgb(limit))
+        stamps.append(rec.stamp)
     return images, stamps
+
+
+def _read_source(args: argparse.Namespace, opts: BuildMapOptions
+                 ) -> tuple[list[np.ndarray], list[float]]:
+    max_pixels = input_config(args).max_image_pixels
+    if is_bag(args.source):
+        return _read_bag(args.source, opts.topic, opts, max_pixels)
+    if args.source.is_dir():
+        return _read_folder(args.source, opts, max_pixels)
+    raise InputError(f"{args.source} is neither an image folder nor a rosbag2 (a directory with "
+                     "metadata.yaml, or a .mcap / .db3 file)")
 
 
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from mast3r_ros.core.backends import create_backend
-    from mast3r_ros.core.map import read_matrix, save_map
+    from mast3r_ros.core.backends import encode_map
+    from mast3r_ros.core.backends.mast3r import Mast3rBackend
+    from mast3r_ros.core.map import KeyframeMap, save_map
     from mast3r_ros.core.mapping.build import build_map
+    from mast3r_ros.core.model.factory import make_engine
 
-    if args.backend != "mast3r":
+    opts: BuildMapOptions = config_from_args(BuildMapOptions, args)
+    model_cfg = localizer_config(args)
+    if model_cfg.backend != "mast3r":
         raise ConfigError("build-map needs the mast3r backend (--backend mast3r and a checkpoint)")
-    if not args.source.exists():
-        raise InputError(f"{args.source} does not exist")
-    is_folder = args.source.is_dir() and not (args.source / "metadata.yaml").exists()
-    images, stamps = _read_folder(args.source) if is_folder else _read_bag(args.source, args.topic)
-    keep = slice(None, None, max(args.stride, 1))
-    images, stamps = images[keep], stamps[keep]
-    if args.max_images:
-        images, stamps = images[:args.max_images], stamps[:args.max_images]
-    cfg = MappingConfig(scene_graph=args.scene_graph, niter1=args.niter1, niter2=args.niter2,
-                        lr1=args.lr1, lr2=args.lr2, matching_conf_thr=args.matching_conf_thr,
-                        kinematic_mode=args.kinematic_mode,
-                        shared_intrinsics=args.shared_intrinsics,
-                        cache_dir=args.cache_dir, device=args.device)
-    K = read_matrix(args.intrinsics, (3, 3)) if args.intrinsics else None
-    backend = create_backend(config_from_args(args))
+    cfg: MappingConfig = config_from_args(MappingConfig, args, prefix="mapping.")
+    K = read_intrinsics(args.intrinsics)
+    images, stamps = _read_source(args, opts)
+    backend = Mast3rBackend(make_engine(model_cfg.model))
     bars: dict[str, tqdm] = {}
 
     def progress(stage: str, done: int, total: int) -> None:
         bar = bars.get(stage) or bars.setdefault(stage, tqdm(total=total, desc=stage, leave=False))
         bar.update(done - bar.n)
 
-    res = build_map(images, backend.engine, cfg, model_id=backend.model_id,
-                    image_size=args.image_size, stamps=stamps, K=K, progress=progress)
+    with os_errors_as(MapError, f"cannot write the pairwise cache {cfg.cache_dir or ''}"):
+        res = build_map(images, backend.engine, cfg, model_id=backend.engine.model_id,
+                        image_size=backend.engine.image_size, stamps=stamps, K=K,
+                        progress=progress)
     for bar in bars.values():
         bar.close()
-    backend.prepare_map(res.kmap)
-    save_map(res.kmap, args.out)
-    print(dump_json({"map": str(args.out), "keyframes": len(res.kmap), "pairs": len(res.pairs),
+    kmap = cast(KeyframeMap, res.kmap)
+    encode_map(kmap, backend)
+    with os_errors_as(MapError, f"cannot write the map to {args.out}"):
+        save_map(kmap, args.out)
+    print(dump_json({"map": str(args.out), "keyframes": len(kmap), "pairs": len(res.pairs),
                      "focals": res.alignment.focals, "loss_coarse": res.alignment.loss_coarse,
                      "loss_fine": res.alignment.loss_fine, "timings": res.timings}))
     return 0

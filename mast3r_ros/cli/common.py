@@ -1,44 +1,111 @@
-"""Arguments shared by the subcommands: backend/model/pipeline options -> LocalizerConfig."""
+"""Options shared by the subcommands (generated from the config dataclasses), JSON output, and the
+translation of OS errors into typed errors."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
-from typing import Any
+from pathlib import Path
+from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
-from mast3r_ros.core.config import (LocalizerConfig, ModelConfig, PoseConfig, RetrievalConfig)
+from mast3r_ros.cli.options import Aliases, ConfigOption, add_config_options, config_from_args
+from mast3r_ros.core.config import InputConfig, LocalizerConfig
+from mast3r_ros.core.errors import IntrinsicsError, Mast3rRosError
+from mast3r_ros.core.geometry.camera import intrinsics_problem
+from mast3r_ros.core.io import check_regular_file
 
-__all__ = ["add_localizer_args", "config_from_args", "to_jsonable", "dump_json"]
+__all__ = ["LOCALIZER_ALIASES", "add_localizer_options", "localizer_config", "add_input_options",
+           "input_config", "os_errors_as", "read_intrinsics", "to_jsonable", "dump_json"]
+
+#: short flags of earlier releases (README commands) -> the dotted LocalizerConfig fields
+LOCALIZER_ALIASES: Aliases = {
+    "--checkpoint": ("model.checkpoint",),
+    "--device": ("model.device",),
+    "--precision": ("model.precision",),
+    "--image-size": ("model.image_size",),
+    "--top-k": ("retrieval.top_k",),
+    "--reproj-threshold": ("pose.ransac_reproj_threshold",),
+    "--min-inliers": ("pose.min_inliers",),
+}
 
 
-def add_localizer_args(p: argparse.ArgumentParser) -> None:
-    """Add --backend, --checkpoint, --device, --precision, --image-size, --top-k, PnP options."""
-    d, dp = LocalizerConfig(backend="sift"), PoseConfig()
-    p.add_argument("--backend", choices=("mast3r", "sift"), default="mast3r",
-                   help="matcher backend (sift = classical baseline)")
-    p.add_argument("--checkpoint", default="", help="MASt3R checkpoint (default $MAST3R_CHECKPOINT)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
-    p.add_argument("--image-size", type=int, default=d.model.image_size,
-                   help="network input long side (pixels)")
-    p.add_argument("--top-k", type=int, default=d.retrieval.top_k, help="keyframes per query")
-    p.add_argument("--reproj-threshold", type=float, default=dp.ransac_reproj_threshold,
-                   help="PnP RANSAC threshold (px)")
-    p.add_argument("--min-inliers", type=int, default=dp.min_inliers, help="success gate")
+def add_localizer_options(p: argparse.ArgumentParser, only: Optional[Sequence[str]] = None,
+                          aliases: Optional[Aliases] = None) -> list[ConfigOption]:
+    """Options of :class:`LocalizerConfig` (``--backend``, ``--model.*``, ``--pose.*`` ...).
+
+    Args:
+        p: the subcommand parser.
+        only: top-level fields to expose (e.g. ``("backend", "model")``); default all.
+        aliases: short flags (default :data:`LOCALIZER_ALIASES`, restricted to what is exposed).
+
+    Returns:
+        The options added.
+    """
+    names = only if only is not None else [f for f in LocalizerConfig.__dataclass_fields__]
+    chosen = LOCALIZER_ALIASES if aliases is None else aliases
+    return add_config_options(p, LocalizerConfig, only=only, title="pipeline",
+                                     aliases={a: t for a, t in chosen.items()
+                                       if all(x.split(".")[0] in names for x in t)})
 
 
-def config_from_args(args: argparse.Namespace) -> LocalizerConfig:
-    """LocalizerConfig from the options of :func:`add_localizer_args` (validated)."""
-    return LocalizerConfig(
-        backend=args.backend,
-        model=ModelConfig(checkpoint=args.checkpoint, device=args.device,
-                          precision=args.precision, image_size=args.image_size),
-        retrieval=RetrievalConfig(top_k=args.top_k),
-        pose=PoseConfig(ransac_reproj_threshold=args.reproj_threshold,
-                        min_inliers=args.min_inliers))
+def localizer_config(args: argparse.Namespace, **fixed: Any) -> LocalizerConfig:
+    """The validated :class:`LocalizerConfig` of the command line (``fixed`` fields forced)."""
+    cfg: LocalizerConfig = config_from_args(LocalizerConfig, args, **fixed)
+    return cfg
+
+
+def add_input_options(p: argparse.ArgumentParser) -> None:
+    """``--input.max_image_pixels`` (alias ``--max-image-pixels``)."""
+    add_config_options(p, InputConfig, prefix="input.", title="input limits",
+                       aliases={"--max-image-pixels": ("input.max_image_pixels",)})
+
+
+def input_config(args: argparse.Namespace) -> InputConfig:
+    """The validated :class:`InputConfig` of the command line."""
+    cfg: InputConfig = config_from_args(InputConfig, args, prefix="input.")
+    return cfg
+
+
+@contextlib.contextmanager
+def os_errors_as(error: type[Mast3rRosError], what: str) -> Iterator[None]:
+    """Turn an ``OSError`` (read-only or full file system, permissions) into ``error``.
+
+    Args:
+        error: the typed error to raise.
+        what: what was being done, e.g. ``"cannot write the map to /maps/x"``.
+    """
+    try:
+        yield
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise error(f"{what}: {exc.strerror or exc}{where}; check the path, its permissions and "
+                    "the free space") from exc
+
+
+def read_intrinsics(path: Optional[Path] = None, K: Optional[np.ndarray] = None
+                    ) -> Optional[np.ndarray]:
+    """A checked 3x3 K from a text file (``path``) or given values (``K``); None for neither.
+
+    Raises:
+        IntrinsicsError: the file is not a regular file (a FIFO would block), or K is not a usable
+            pinhole matrix (zero or negative focal, NaN ...).
+        InputError: the file does not hold 9 numbers.
+    """
+    if path is not None:
+        from mast3r_ros.core.map import read_matrix
+
+        check_regular_file(path, IntrinsicsError)
+        K = read_matrix(path, (3, 3))
+    if K is None:
+        return None
+    problem = intrinsics_problem(K)
+    if problem is not None:
+        raise IntrinsicsError(f"the given intrinsics are unusable: {problem}")
+    return K
 
 
 def to_jsonable(x: Any) -> Any:

@@ -23,8 +23,10 @@ from mast3r_ros.core.errors import ConfigError
 __all__ = [
     "opt",
     "validate_fields",
+    "InputConfig",
     "ModelConfig",
     "MatchingConfig",
+    "SiftConfig",
     "RetrievalConfig",
     "PoseConfig",
     "LocalizerConfig",
@@ -33,7 +35,11 @@ __all__ = [
     "KeyframeSelectionConfig",
     "MapperNodeConfig",
     "MapStoreConfig",
+    "PoseGraphConfig",
+    "LoopClosureConfig",
+    "SlamConfig",
     "config_fields",
+    "make_config",
 ]
 
 
@@ -67,9 +73,39 @@ def validate_fields(obj: Any) -> None:
             raise ConfigError(f"{name}.{f.name}={value!r} is not one of {list(choices)}")
 
 
+def make_config(cls: type, kwargs: dict[str, Any]) -> Any:
+    """``cls(**kwargs)`` for a config dataclass, with every failure a :class:`ConfigError`.
+
+    Raises:
+        ConfigError: a value out of range (from ``__post_init__``), an unknown field name or a
+            value of the wrong type (``TypeError`` / ``ValueError`` of the constructor).
+    """
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid {cls.__name__} values: {exc}") from exc
+
+
 def config_fields(cls: type) -> list[dataclasses.Field]:
     """The fields of a config dataclass (for deriving ROS parameters and CLI flags)."""
     return list(dataclasses.fields(cls))
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    """Limits on what enters the pipeline from files, bags and messages (see the README's limits).
+
+    Node configs and the map store use the same default (``InputConfig().max_image_pixels``).
+    """
+
+    max_image_pixels: int = opt(4096 * 4096, "images with more pixels (width*height, read from the "
+                                             "file header before decoding) are rejected",
+                                range=(256, 100_000_000))
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
 
 
 @dataclass(frozen=True)
@@ -105,6 +141,21 @@ class MatchingConfig:
     c2f_overlap: float = opt(0.5, "overlap of the coarse-to-fine crop grid", range=(0.0, 0.95))
     c2f_max_crop_pairs: int = opt(8, "maximum crop pairs per image pair in coarse-to-fine",
                                   range=(1, 64))
+    ratio: float = opt(0.8, "SIFT baseline: Lowe ratio test threshold (best / second-best "
+                            "descriptor distance)", range=(0.05, 1.0))
+    mutual: bool = opt(True, "SIFT baseline: keep only mutual nearest neighbours")
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
+
+
+@dataclass(frozen=True)
+class SiftConfig:
+    """Features of the classical SIFT baseline backend (they define its encodings: read-only)."""
+
+    n_features: int = opt(8000, "SIFT features per image (OpenCV nfeatures)", range=(16, 100_000),
+                          read_only=True)
+    root_sift: bool = opt(False, "RootSIFT-normalised descriptors", read_only=True)
 
     def __post_init__(self) -> None:
         validate_fields(self)
@@ -117,6 +168,18 @@ class RetrievalConfig:
     top_k: int = opt(4, "number of keyframes matched against each query", range=(1, 64))
     prior_radius: float = opt(5.0, "with a pose prior, only keyframes within this distance (m)",
                               range=(0.0, None))
+    cluster_radius: float = opt(3.0, "retrieved keyframes farther apart than this (m, single "
+                                      "linkage on camera positions) are solved as separate "
+                                      "places and the best pose wins (look-alike rooms)",
+                                range=(0.0, None))
+    max_clusters: int = opt(3, "at most this many places (retrieval clusters) are matched and "
+                               "solved per query", range=(1, 64))
+    approximate_above: int = opt(20_000, "maps with more keyframes than this search an "
+                                         "approximate index (IVF, 8-bit scalar quantised, exact "
+                                         "re-ranking) instead of the exact flat one",
+                                 range=(1, None), read_only=True)
+    ivf_nprobe: int = opt(16, "inverted lists visited per query in the approximate index",
+                          range=(1, 4096))
 
     def __post_init__(self) -> None:
         validate_fields(self)
@@ -153,6 +216,7 @@ class LocalizerConfig:
     backend: str = opt("mast3r", "matcher backend: mast3r (the product) or sift (classical baseline)",
                        choices=("mast3r", "sift"), read_only=True)
     model: ModelConfig = field(default_factory=ModelConfig)
+    sift: SiftConfig = field(default_factory=SiftConfig)
     matching: MatchingConfig = field(default_factory=MatchingConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     pose: PoseConfig = field(default_factory=PoseConfig)
@@ -319,6 +383,79 @@ class MapperNodeConfig:
 
 
 @dataclass(frozen=True)
+class PoseGraphConfig:
+    """The SLAM back end's pose graph (GTSAM): robust kernel, anchor, iSAM2 and batch settings."""
+
+    robust_kernel: str = opt("cauchy", "robust kernel of the relative-pose factors (none = plain "
+                                       "least squares)", choices=("cauchy", "huber", "none"))
+    kernel_width: float = opt(3.0, "width of the robust kernel in whitened units (sigmas of the "
+                                   "edge's own information)", range=(0.1, 100.0))
+    anchor_position_std: float = opt(1e-4, "std (m) of the prior that fixes the first keyframe",
+                                     range=(1e-9, 10.0))
+    anchor_rotation_std: float = opt(1e-4, "std (rad) of the prior that fixes the first keyframe",
+                                     range=(1e-9, 10.0))
+    relinearize_threshold: float = opt(0.01, "iSAM2 relinearisation threshold (tangent-space "
+                                             "norm)", range=(1e-6, 10.0))
+    relinearize_skip: int = opt(1, "iSAM2 checks for relinearisation every N updates",
+                                range=(1, 100))
+    batch_max_iterations: int = opt(100, "Levenberg-Marquardt iterations of a batch optimisation",
+                                    range=(1, 10_000))
+    batch_relative_tolerance: float = opt(1e-6, "Levenberg-Marquardt relative error decrease "
+                                                "that stops a batch optimisation",
+                                          range=(0.0, 1.0))
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
+
+
+@dataclass(frozen=True)
+class LoopClosureConfig:
+    """Loop closures: retrieval candidates, geometric gates and the consistency test."""
+
+    enabled: bool = opt(True, "search loop closures for every new keyframe")
+    top_k: int = opt(3, "loop candidates retrieved per new keyframe (global descriptors)",
+                     range=(1, 64))
+    min_score: float = opt(0.0, "minimum global-descriptor similarity of a candidate",
+                           range=(-1.0, 1.0))
+    exclude_recent: int = opt(5, "the last N keyframes before the new one are never candidates "
+                                 "(odometry already links them)", range=(0, 10_000))
+    min_inliers: int = opt(60, "geometric gate: PnP inliers of the loop", range=(4, None))
+    min_inlier_ratio: float = opt(0.25, "geometric gate: PnP inliers / 2D-3D correspondences",
+                                  range=(0.0, 1.0))
+    max_median_reproj_error: float = opt(3.0, "geometric gate: median inlier reprojection error "
+                                              "(px)", range=(0.01, 100.0))
+    covariance_scale: float = opt(25.0, "factor on the Gauss-Newton covariance of a loop's PnP "
+                                        "(it assumes independent pixel errors and exact 3D "
+                                        "points, which makes it optimistic)",
+                                  range=(1.0, 1e6))
+    min_position_std: float = opt(0.005, "floor of a loop edge's position std (m)",
+                                  range=(0.0, 1.0))
+    min_rotation_std: float = opt(0.002, "floor of a loop edge's rotation std (rad)",
+                                  range=(0.0, 1.0))
+    consistency_probability: float = opt(0.999, "chi-square(6) acceptance probability of a loop "
+                                                "against the current estimate (innovation with "
+                                                "the graph's joint marginal)",
+                                         range=(0.5, 0.999999))
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
+
+
+@dataclass(frozen=True)
+class SlamConfig:
+    """The SLAM back end: pose graph, loop closures and the localizer settings loops reuse."""
+
+    pose_graph: PoseGraphConfig = field(default_factory=PoseGraphConfig)
+    loops: LoopClosureConfig = field(default_factory=LoopClosureConfig)
+    max_stamp_regression: float = opt(0.0, "a keyframe or edge whose stamp goes back by more "
+                                           "than this (s) is refused as out of order",
+                                      range=(0.0, None))
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
+
+
+@dataclass(frozen=True)
 class MapStoreConfig:
     """The on-disk keyframe map store: payload cache, writer lock and read limits."""
 
@@ -328,8 +465,10 @@ class MapStoreConfig:
                                 range=(0, None))
     lock_timeout: float = opt(10.0, "seconds a save waits for another save of the same map before "
                                     "failing with 'map is being saved'", range=(0.0, 3600.0))
-    max_image_pixels: int = opt(4096 * 4096, "keyframes whose image is larger (width*height) are "
-                                             "refused when a map is read", range=(256, 100_000_000))
+    max_image_pixels: int = opt(InputConfig().max_image_pixels, "keyframes whose image is larger "
+                                "(width*height) are refused when a map is read (checked on the "
+                                "index, or on the file header for schema-1 PNGs)",
+                                range=(256, 100_000_000))
     verify_hashes: bool = opt(True, "check the SHA-256 content hash of every payload array when it "
                                     "is read from disk")
 

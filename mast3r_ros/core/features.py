@@ -135,12 +135,14 @@ class Mast3rFeatures:
         h, w = (int(v) for v in self.true_shape)
         object.__setattr__(self, "true_shape", (h, w))
         if h <= 0 or w <= 0 or h % 16 or w % 16:
-            raise InputError(f"Mast3rFeatures: true_shape {(h, w)} must be positive multiples of 16")
+            raise InputError(f"Mast3rFeatures: true_shape {(h, w)} must be positive multiples of "
+                             "16")
         if self.tokens.ndim != 2 or self.tokens.shape[0] != (h // 16) * (w // 16):
             raise InputError(f"Mast3rFeatures: tokens {tuple(self.tokens.shape)} do not fit a "
                              f"{h}x{w} image (expected ({(h // 16) * (w // 16)}, C))")
         if not self.tokens.is_floating_point():
-            raise InputError(f"Mast3rFeatures: tokens must be floating point, got {self.tokens.dtype}")
+            raise InputError("Mast3rFeatures: tokens must be floating point, got "
+                             f"{self.tokens.dtype}")
 
     @property
     def nbytes(self) -> int:

@@ -2,9 +2,9 @@
 
 Conventions (stated once, used everywhere):
 
-* Poses are 4x4 float64 homogeneous matrices ``T_a_b`` that map points from frame ``b`` to frame ``a``
-  (``X_a = T_a_b @ X_b``). ``T_map_cam`` is a camera-to-map pose. Camera frames are OpenCV optical
-  frames (x right, y down, z forward), as in ROS ``*_optical_frame``.
+* Poses are 4x4 float64 homogeneous matrices ``T_a_b`` that map points from frame ``b`` to
+  frame ``a`` (``X_a = T_a_b @ X_b``). ``T_map_cam`` is a camera-to-map pose. Camera frames are
+  OpenCV optical frames (x right, y down, z forward), as in ROS ``*_optical_frame``.
 * ``K`` is a 3x3 float64 pinhole matrix in pixels.
 * Pixel coordinates ``xy`` are (N, 2) float arrays (x = column, y = row) with the **pixel-centre**
   convention: the centre of the top-left pixel is (0, 0) (OpenCV's convention). See

@@ -7,34 +7,21 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from cli_helpers import json_lines as _json_lines
 
 from mast3r_ros.cli import SUBCOMMANDS, build_parser, main
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _json_lines(text: str) -> list[dict]:
-    return [json.loads(ln) for ln in text.splitlines() if ln.startswith("{")]
-
-
 def test_registry_and_module_entry() -> None:
-    names = {a.dest for a in build_parser()._subparsers._group_actions}  # noqa: SLF001
+    names = {a.dest for a in build_parser()._subparsers._group_actions}
     assert names == {"command"} and len(SUBCOMMANDS) >= 4
     out = subprocess.run([sys.executable, "-m", "mast3r_ros.cli", "--help"], cwd=REPO,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0
     for sub in ("map-from-rgbd", "localize", "eval", "match"):
         assert sub in out.stdout
-
-
-@pytest.fixture(scope="module")
-def sift_map(tmp_path_factory, data_dir) -> Path:
-    out = tmp_path_factory.mktemp("cli") / "map"
-    rc = main(["map-from-rgbd", str(data_dir / "sevenscenes_redkitchen_rgbd"), str(out),
-               "--backend", "sift", "--stride", "4"])
-    assert rc == 0
-    return out
 
 
 def test_localize_prints_json(sift_map, data_dir, capsys) -> None:

@@ -6,6 +6,10 @@ moves the camera centre to ``C + (dx, dy, dz)`` and rotates the camera about the
 ``R' = Exp((rx, ry, rz)) @ R`` (small angles, radians). The covariance is
 ``sigma^2 (J^T J)^-1`` with J the (2N, 6) Jacobian of the pixel residuals w.r.t. ``delta`` and
 ``sigma^2`` the residual variance ``sum(r^2) / (2N - 6)`` of the inliers.
+
+A query pixel that appears in several correspondences (matched to several keyframes, each giving
+its own 3D point) is one image measurement, not several: each of its k rows gets weight 1/k in
+``J^T W J`` and in ``sigma^2``, so pooling keyframes does not make the pose look more certain.
 """
 
 from __future__ import annotations
@@ -59,17 +63,23 @@ def pose_covariance(T_map_cam: np.ndarray, X_map: np.ndarray, xy: np.ndarray, K:
     Args:
         T_map_cam: (4, 4) refined camera-to-map pose.
         X_map: (N, 3) inlier points in the map frame.
-        xy: (N, 2) their observed pixels.
+        xy: (N, 2) their observed pixels (repeated pixels are weighted down, see above).
         K: (3, 3) intrinsics.
         min_sigma_px: floor of the residual standard deviation in pixels (0 = none).
     """
-    n = int(np.asarray(xy).shape[0])
+    xy = np.asarray(xy, dtype=np.float64)
+    n = int(xy.shape[0])
     if n < 4:
         return None
+    _, inverse, counts = np.unique(xy, axis=0, return_inverse=True, return_counts=True)
+    w = 1.0 / counts[inverse.reshape(-1)]                 # (N,) per-row weights
+    n_eff = float(w.sum())                                # distinct image measurements
+    if n_eff < 4:
+        return None
     r = reprojection_residuals(T_map_cam, X_map, xy, K)
-    sigma2 = max(float(np.sum(r**2)) / max(2 * n - 6, 1), min_sigma_px**2)
+    sigma2 = max(float(np.sum(w[:, None] * r**2)) / max(2 * n_eff - 6, 1.0), min_sigma_px**2)
     J = pose_jacobian(T_map_cam, X_map, K)
-    JtJ = J.T @ J
+    JtJ = J.T @ (np.repeat(w, 2)[:, None] * J)
     if not np.all(np.isfinite(JtJ)) or np.linalg.cond(JtJ) > 1e14:
         return None
     cov = sigma2 * np.linalg.inv(JtJ)

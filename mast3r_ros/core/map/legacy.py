@@ -17,7 +17,8 @@ migrated on load:
 Saving the loaded map writes schema 2 (``save_map(load_map(p), p)`` migrates a map in place).
 Every size is checked before anything is allocated: JSON texts are bounded (no deep-nesting
 RecursionError), ``.npy`` headers are parsed and their shape x itemsize compared with the
-expected shape and the file size, PNG sizes are read from the header before decoding.
+expected shape and the file size, PNG sizes are read from the header before decoding
+(:func:`mast3r_ros.core.io.image.decode_image_bytes`, the package's one image entry point).
 """
 
 from __future__ import annotations
@@ -35,13 +36,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any, Optional
 
-import cv2
 import numpy as np
-from PIL import Image
 
 from mast3r_ros.core.config import MapStoreConfig
-from mast3r_ros.core.errors import InputError, MapFormatError
+from mast3r_ros.core.errors import ImageError, InputError, MapFormatError
 from mast3r_ros.core.features import EncoderId, Features, Mast3rFeatures, features_from_arrays
+from mast3r_ros.core.io.image import decode_image_bytes, max_file_bytes
 from mast3r_ros.core.map.files import open_regular
 from mast3r_ros.core.map.format import DTYPES
 from mast3r_ros.core.map.index_db import connect
@@ -59,7 +59,7 @@ _MAX_FEATURE_BYTES = 64 << 20
 #: errors of malformed input raised by zipfile / numpy / PIL / json parsing
 _PARSE_ERRORS = (ValueError, SyntaxError, EOFError, OSError, KeyError, RuntimeError, TypeError,
                  NotImplementedError, zipfile.BadZipFile, zlib.error, struct.error, RecursionError,
-                 tokenize.TokenError, Image.DecompressionBombError)
+                 tokenize.TokenError)
 
 
 def _json(text: Any, what: str) -> Any:
@@ -138,35 +138,22 @@ def _read_npz(path: Path, want: Mapping[str, tuple[Optional[str], Callable[[tupl
             raise MapFormatError(f"{path}: corrupt .npz ({type(exc).__name__}: {exc})") from exc
 
 
-def _image_size(f: IO[bytes], what: str) -> tuple[int, int]:
-    """(width, height) from an image file's header, without decoding the pixels.
-
-    Private until ``mast3r_ros.core.io.read_image_file(path, max_pixels)`` (header-first) lands;
-    then this module should call that instead.
-    """
-    try:
-        with Image.open(f) as im:
-            return int(im.size[0]), int(im.size[1])
-    except _PARSE_ERRORS as exc:
-        raise MapFormatError(f"{what}: not a readable image ({type(exc).__name__}: {exc})") from exc
-
-
 def _read_png(path: Path, w: int, h: int, config: MapStoreConfig) -> np.ndarray:
+    """A keyframe image, its size read from the header before anything is decoded."""
     fd = open_regular(path)
     with os.fdopen(fd, "rb") as f:
-        iw, ih = _image_size(f, str(path))
-        if iw * ih > config.max_image_pixels:
-            raise MapFormatError(f"{path}: a {iw}x{ih} image is above the limit of "
-                                 f"{config.max_image_pixels} pixels (MapStoreConfig."
-                                 "max_image_pixels); the map is corrupt or hostile")
-        if (iw, ih) != (w, h):
-            raise MapFormatError(f"{path}: image is {iw}x{ih}, the index says {w}x{h}")
-        f.seek(0)
-        data = f.read(6 * w * h + (1 << 20))
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if bgr is None or bgr.shape[:2] != (h, w):
-        raise MapFormatError(f"{path}: the image cannot be decoded as {w}x{h}")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        data = f.read(max_file_bytes(config.max_image_pixels) + 1)
+    try:
+        if len(data) > max_file_bytes(config.max_image_pixels):
+            raise ImageError("the file is larger than any image within the pixel limit")
+        rgb = decode_image_bytes(data, config.max_image_pixels)
+    except ImageError as exc:
+        raise MapFormatError(f"{path}: {exc} (MapStoreConfig.max_image_pixels); the map is "
+                             "corrupt or hostile") from exc
+    if rgb.shape[:2] != (h, w):
+        raise MapFormatError(f"{path}: image is {rgb.shape[1]}x{rgb.shape[0]}, the index says "
+                             f"{w}x{h}")
+    return rgb
 
 
 def _descriptors(vdir: Path, shape: Any, n: int) -> Optional[np.ndarray]:

@@ -5,8 +5,8 @@ Steps for ``size != 224``: resize so the long side equals ``size`` (each side sc
 ``size / long side`` and rounded half-to-even like Python's ``round``; PIL LANCZOS when shrinking,
 BICUBIC otherwise), then a centred crop whose sides are the largest multiples of 16 not exceeding
 ``2 * floor(W/2)`` and ``2 * floor(H/2)``, centred on ``(floor(W/2), floor(H/2))``; a square image
-(unless ``square_ok``) is cropped to 4:3 (height 3/4 of the width). ``size == 224``: short side to 224
-and a square centre crop. Then ``(u8 / 255 - 0.5) / 0.5``.
+(unless ``square_ok``) is cropped to 4:3 (height 3/4 of the width). ``size == 224``: short side
+to 224 and a square centre crop. Then ``(u8 / 255 - 0.5) / 0.5``.
 
 Pixel convention: ``(0, 0)`` is the centre of the top-left pixel, ``x`` right, ``y`` down.
 """
@@ -137,9 +137,9 @@ def image_transform(width: int, height: int, size: int = 512,
     cx, cy = w // 2, h // 2
     if size == 224:
         half = min(cx, cy)
-        box = (cx - half, cy - half, cx + half, cy + half)
+        box: tuple[int, ...] = (cx - half, cy - half, cx + half, cy + half)
     else:
-        halfw, halfh = ((2 * cx) // 16) * 8, ((2 * cy) // 16) * 8
+        halfw, halfh = ((2 * cx) // 16) * 8, float(((2 * cy) // 16) * 8)
         if not square_ok and w == h:
             halfh = 3 * halfw / 4
         box = tuple(int(round(v)) for v in (cx - halfw, cy - halfh, cx + halfw, cy + halfh))
@@ -147,13 +147,14 @@ def image_transform(width: int, height: int, size: int = 512,
     if net_w < 16 or net_h < 16:
         raise ImageError(f"image {w1}x{h1} is too small for the network (crop {net_w}x{net_h})")
     if net_w % 16 or net_h % 16:
-        raise InputError(f"crop {net_w}x{net_h} of a {w1}x{h1} image is not a multiple of 16; use a "
-                         "size that is a multiple of 64 or square_ok=True")
+        raise InputError(f"crop {net_w}x{net_h} of a {w1}x{h1} image is not a multiple of 16; "
+                         "use a size that is a multiple of 64 or square_ok=True")
     return ImageTransform(orig_size=(w1, h1), resized_size=(w, h), crop_xy=(box[0], box[1]),
                           net_size=(net_w, net_h))
 
 
-def preprocess_image(rgb: np.ndarray, size: int = 512, square_ok: bool = False) -> PreprocessedImage:
+def preprocess_image(rgb: np.ndarray, size: int = 512,
+                     square_ok: bool = False) -> PreprocessedImage:
     """Resize and crop like the official loader and normalise.
 
     Args:

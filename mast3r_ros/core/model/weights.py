@@ -8,10 +8,19 @@
   ``model.safetensors``, or a model id (``naver/MASt3R_...``) already present in the local HF cache.
   Nothing is downloaded.
 
-Keys must match exactly (the aliased DPT entries ``scratch.layer_rn.K`` / ``scratch.layerK+1_rn`` may
-come under either name); otherwise :class:`CheckpointError` lists what is missing, unexpected or
-mis-shaped. The model is built on the ``meta`` device and the checkpoint tensors are assigned to it,
-so loading the 2.75 GB release needs no second copy and no random initialisation.
+Keys must match exactly (the aliased DPT entries ``scratch.layer_rn.K`` /
+``scratch.layerK+1_rn`` may come under either name); otherwise :class:`CheckpointError` lists what
+is missing, unexpected or mis-shaped. The model is built on the ``meta`` device and the checkpoint
+tensors are assigned to it, so loading the 2.75 GB release needs no second copy and no random
+initialisation.
+
+Untrusted-input bounds (see the README's limits): the architecture is bounded before anything is
+built (:mod:`~mast3r_ros.core.model.args`), and its parameter count (:data:`MAX_PARAMETERS`,
+counted on the ``meta`` model) before a tensor is converted: a pickle can rebuild a large tensor
+from a few bytes of storage with zero or overlapping strides, so only the architecture bounds what
+loading allocates. ``config.json`` and ``refs/main`` are read with a size bound; checkpoint files
+must be regular files (a FIFO would block); every path found through the Hugging Face cache
+metadata must stay inside that model's cache entry.
 """
 
 from __future__ import annotations
@@ -20,23 +29,33 @@ import argparse
 import json
 import logging
 import os
+import re
 from pathlib import Path
-from typing import Any, Mapping, Union
+from typing import Any, Mapping, Optional, Union
 
 import torch
 
 from mast3r_ros.core.errors import CheckpointError
+from mast3r_ros.core.io.files import check_regular_file, read_regular_file
 from mast3r_ros.core.model.args import ModelArgs, parse_model_args
 from mast3r_ros.core.model.device import resolve_device
 from mast3r_ros.core.model.mast3r import Mast3rModel
 
-__all__ = ["load_model", "read_checkpoint", "build_model", "check_state_dict", "save_hf",
-           "find_in_hf_cache", "alias_groups"]
+__all__ = ["load_model", "read_checkpoint", "build_model", "check_state_dict",
+           "read_hf_config", "save_hf", "find_in_hf_cache", "alias_groups",
+           "MAX_CONFIG_BYTES", "MAX_PARAMETERS"]
 
 log = logging.getLogger(__name__)
 
 _HF_META_KEYS = {"architectures", "model_type", "torch_dtype", "transformers_version"}
 _LIST_LIMIT = 10
+MAX_PARAMETERS = 1_500_000_000
+"""Largest accepted parameter count (about 2.2x the release's 688.6 M; 6 GB in float32)."""
+MAX_CONFIG_BYTES = 1 << 20
+"""Largest accepted ``config.json`` (bytes); the release's is about 1 kB."""
+_MAX_REF_BYTES = 256
+_MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
+_REVISION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 def _short(names: list[str]) -> str:
@@ -104,6 +123,11 @@ def build_model(args: ModelArgs, sd: Mapping[str, torch.Tensor],
     dev = resolve_device(device)
     with torch.device("meta"):
         model = Mast3rModel(args)
+    n_params = sum(p.numel() for p in model.parameters())
+    if n_params > MAX_PARAMETERS:
+        raise CheckpointError(f"checkpoint declares a network of {n_params / 1e6:.0f} M "
+                              f"parameters, more than the limit of {MAX_PARAMETERS / 1e6:.0f} M "
+                              "(the release has 689 M); not a MASt3R checkpoint")
     sd = dict(sd)
     _fill_aliases(model, sd)
     check_state_dict(model, sd)
@@ -122,13 +146,22 @@ def _unpickle(path: Path) -> Any:
                 if "mmap" not in str(exc):
                     raise
                 return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not a checkpoint"
+    except Exception as exc:
         raise CheckpointError(
             f"{path} is not a readable MASt3R checkpoint (torch.load with weights_only=True, "
             f"only argparse.Namespace allowed): {type(exc).__name__}: {str(exc)[:300]}") from exc
 
 
+def _state_dict(sd: Any, source: Path) -> dict[str, torch.Tensor]:
+    """``sd`` as a dict of string names to tensors, or CheckpointError."""
+    if not isinstance(sd, Mapping) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in sd.items()):
+        raise CheckpointError(f"{source}: the weights are not a state_dict of named tensors")
+    return dict(sd)
+
+
 def _read_official(path: Path) -> tuple[ModelArgs, dict[str, torch.Tensor]]:
+    check_regular_file(path, CheckpointError)
     ckpt = _unpickle(path)
     if not isinstance(ckpt, Mapping) or "model" not in ckpt or "args" not in ckpt:
         raise CheckpointError(f"{path} is not an official MASt3R checkpoint: expected a dict with "
@@ -137,37 +170,62 @@ def _read_official(path: Path) -> tuple[ModelArgs, dict[str, torch.Tensor]]:
     model_str = args if isinstance(args, str) else getattr(args, "model", None)
     if not isinstance(model_str, str):
         raise CheckpointError(f"{path}: ckpt['args'] has no constructor string 'model'")
-    sd = ckpt["model"]
-    if not isinstance(sd, Mapping) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise CheckpointError(f"{path}: ckpt['model'] is not a state_dict of tensors")
-    return ModelArgs.from_kwargs(parse_model_args(model_str)), dict(sd)
+    sd = _state_dict(ckpt["model"], path)
+    return ModelArgs.from_kwargs(parse_model_args(model_str)), sd
 
 
-def _read_hf(directory: Path) -> tuple[ModelArgs, dict[str, torch.Tensor]]:
+def _contained(path: Path, root: Optional[Path], what: str) -> Path:
+    """``path`` itself, after checking that it resolves inside ``root`` (when given)."""
+    if root is None:
+        return path
+    try:
+        real, top = path.resolve(), root.resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop (RuntimeError before Python 3.13)
+        raise CheckpointError(f"cannot resolve {what} {path}: {exc}") from exc
+    if not real.is_relative_to(top):
+        raise CheckpointError(f"{what} {path} resolves to {real}, outside the Hugging Face cache "
+                              f"entry {top}; the cache is corrupt or crafted, refusing it")
+    return path
+
+
+def read_hf_config(path: Path) -> ModelArgs:
+    """Constructor args from an HF ``config.json`` of at most :data:`MAX_CONFIG_BYTES` bytes.
+
+    Raises:
+        CheckpointError: not a regular file, too large, not a JSON object, unsupported args.
+    """
+    raw = read_regular_file(path, MAX_CONFIG_BYTES, CheckpointError)
+    try:
+        cfg = json.loads(raw)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise CheckpointError(f"{path} is not valid JSON: {type(exc).__name__}: "
+                              f"{str(exc)[:200]}") from exc
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"{path} must hold a JSON object of constructor arguments")
+    if isinstance(cfg.get("model"), str):
+        return ModelArgs.from_kwargs(parse_model_args(cfg["model"]))
+    return ModelArgs.from_kwargs({k: v for k, v in cfg.items()
+                                  if not k.startswith("_") and k not in _HF_META_KEYS})
+
+
+def _read_hf(directory: Path, root: Optional[Path] = None
+             ) -> tuple[ModelArgs, dict[str, torch.Tensor]]:
+    """Read an HF directory; with ``root``, every file must resolve inside it (the cache entry)."""
     cfg_path, weights = directory / "config.json", directory / "model.safetensors"
-    if not cfg_path.is_file():
+    if not cfg_path.exists():
         raise CheckpointError(f"{directory} has no config.json (Hugging Face layout expected)")
-    if not weights.is_file():
+    if not weights.exists():
         raise CheckpointError(f"{directory} has no model.safetensors; download the weights "
                               "into that directory")
-    try:
-        cfg = json.loads(cfg_path.read_text())
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{cfg_path} is not valid JSON: {exc}") from exc
-    if not isinstance(cfg, dict):
-        raise CheckpointError(f"{cfg_path} must hold a JSON object of constructor arguments")
-    if isinstance(cfg.get("model"), str):
-        kwargs = parse_model_args(cfg["model"])
-    else:
-        kwargs = {k: v for k, v in cfg.items() if not k.startswith("_") and k not in _HF_META_KEYS}
-    args = ModelArgs.from_kwargs(kwargs)  # validate the config before reading gigabytes
+    args = read_hf_config(_contained(cfg_path, root, "config.json"))  # before reading gigabytes
+    check_regular_file(_contained(weights, root, "model.safetensors"), CheckpointError)
     try:
         from safetensors.torch import load_file
 
         sd = load_file(str(weights), device="cpu")
-    except Exception as exc:  # noqa: BLE001 - corrupt or foreign file
+    except Exception as exc:
         raise CheckpointError(f"cannot read {weights}: {type(exc).__name__}: {exc}") from exc
-    return args, sd
+    return args, _state_dict(sd, weights)
 
 
 def _hf_cache_root() -> Path:
@@ -178,37 +236,61 @@ def _hf_cache_root() -> Path:
     return base / "hub"
 
 
+def _cache_entry(model_id: str) -> Path:
+    if not _MODEL_ID.fullmatch(model_id) or ".." in model_id:
+        raise CheckpointError(f"{model_id!r} is not a Hugging Face model id (owner/name)")
+    return _hf_cache_root() / ("models--" + model_id.replace("/", "--"))
+
+
 def find_in_hf_cache(model_id: str) -> Path:
     """Snapshot directory of ``model_id`` (``owner/name``) in the local HF cache (no network).
 
+    The revision in ``refs/main`` must be a plain name (a commit hash), and the snapshot must
+    resolve inside the model's cache entry (``models--owner--name``).
+
     Raises:
-        CheckpointError: the model is not in the cache.
+        CheckpointError: the model is not in the cache, or the cache points outside its entry.
     """
-    repo = _hf_cache_root() / ("models--" + model_id.replace("/", "--"))
+    repo = _cache_entry(model_id)
     snapshots = repo / "snapshots"
     ref = repo / "refs" / "main"
-    if ref.is_file():
-        cand = snapshots / ref.read_text().strip()
+    if ref.exists():
+        rev = read_regular_file(ref, _MAX_REF_BYTES, CheckpointError).decode("ascii", "replace")
+        if not _REVISION.fullmatch(rev.strip()):
+            raise CheckpointError(f"{ref} holds {rev.strip()[:80]!r}, not a revision name; the "
+                                  "cache is corrupt or crafted")
+        cand = snapshots / rev.strip()
         if cand.is_dir():
-            return cand
-    dirs = sorted(snapshots.glob("*"), key=lambda p: p.stat().st_mtime) if snapshots.is_dir() else []
+            return _contained(cand, repo, "snapshot")
+    try:
+        dirs = sorted((d for d in snapshots.iterdir() if d.is_dir()),
+                      key=lambda d: d.stat().st_mtime) if snapshots.is_dir() else []
+    except OSError as exc:  # unreadable, or an entry removed while listing
+        raise CheckpointError(f"cannot list the snapshots of {model_id!r} in {snapshots}: "
+                              f"{exc}") from exc
     if not dirs:
         raise CheckpointError(f"{model_id!r} is neither a file nor a directory, and is not in the "
                               f"Hugging Face cache {repo.parent}; give the checkpoint path")
-    return dirs[-1]
+    return _contained(dirs[-1], repo, "snapshot")
 
 
 def read_checkpoint(path: Union[str, Path]) -> tuple[ModelArgs, dict[str, torch.Tensor]]:
-    """Read constructor args and state_dict from any supported checkpoint location."""
+    """Read constructor args and state_dict from any supported checkpoint location.
+
+    Raises:
+        CheckpointError: see :func:`load_model`; also a path that is a FIFO, device or socket.
+    """
     p = Path(os.path.expanduser(str(path)))
     if p.is_dir():
         return _read_hf(p)
-    if p.is_file():
+    if p.exists():
+        check_regular_file(p, CheckpointError)
         if p.suffix == ".safetensors":
             return _read_hf(p.parent)
         return _read_official(p)
     if isinstance(path, str) and path.count("/") == 1 and not path.startswith((".", "/", "~")):
-        return _read_hf(find_in_hf_cache(path))
+        snapshot = find_in_hf_cache(path)
+        return _read_hf(snapshot, root=_cache_entry(path))
     raise CheckpointError(f"checkpoint {str(path)!r} does not exist; set the model checkpoint "
                           "path (MASt3R_ViTLarge_BaseDecoder_512_catmlpdpt_metric.pth)")
 

@@ -101,3 +101,17 @@ def test_all_methods_agree(scene) -> None:
         res = estimate_pose_pnp(scene.xy, scene.X_map, scene.K, method=method)
         assert res.success, (method, res.reason)
         assert pose_errors(res.T_map_cam, scene.T_map_cam)[0] < 1e-6
+
+
+def test_repeated_query_pixels_count_once_in_the_covariance(scene, rng) -> None:
+    """The same pixel matched to k keyframes (k 3D points) is one measurement: listing every
+    correspondence twice must not shrink the covariance (it would halve with naive J^T J)."""
+    from mast3r_ros.core.geometry.covariance import pose_covariance
+
+    xy = scene.xy[:80] + rng.normal(0, 1.0, (80, 2))
+    X = scene.X_map[:80]
+    once = pose_covariance(scene.T_map_cam, X, xy, scene.K)
+    X2 = np.concatenate([X, X + rng.normal(0, 1e-3, X.shape)])  # second keyframe's 3D points
+    twice = pose_covariance(scene.T_map_cam, X2, np.concatenate([xy, xy]), scene.K)
+    assert once is not None and twice is not None
+    assert np.allclose(np.diag(twice), np.diag(once), rtol=0.05)

@@ -203,7 +203,7 @@ def test_d3_v1_png_bomb_is_refused_from_its_header(tmp_path) -> None:
 def test_d3_v1_image_within_the_decoder_limit_but_above_ours(tmp_path) -> None:
     path = copy_fixture("v1_sift", tmp_path / "m")
     (version_dir(path) / "rgb" / "0.png").write_bytes(png_bomb(8192, 4096))
-    with pytest.raises(MapFormatError, match="8192x4096 image is above the limit"):
+    with pytest.raises(MapFormatError, match="8192x4096 pixels exceeds the limit"):
         read_everything(path)
 
 

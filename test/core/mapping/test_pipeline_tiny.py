@@ -37,7 +37,7 @@ def cache_dir(tmp_path_factory):
 def computed(fx, tiny_checkpoint, cache_dir):
     from mast3r_ros.core.model import InferenceEngine, load_model
 
-    from mast3r_ros.core.backends.mast3r import checkpoint_id
+    from mast3r_ros.core.model.factory import checkpoint_id
 
     engine = InferenceEngine(load_model(tiny_checkpoint, "cpu"), "cpu")
     imgs = [torch.from_numpy(fx[f"img_{k}"]) for k in range(3)]
@@ -69,7 +69,7 @@ def test_pairwise_matches_official_cache(computed, fx):
 
 def test_cache_hit_skips_network_and_swaps(computed, cache_dir, tiny_checkpoint):
     imgs, pairs = computed
-    from mast3r_ros.core.backends.mast3r import checkpoint_id
+    from mast3r_ros.core.model.factory import checkpoint_id
 
     cache = PairCache(cache_dir, checkpoint_id(tiny_checkpoint), 8)
     again = compute_pairs(_NoNetwork(), imgs, [(1, 0), (2, 0), (2, 1)], 8, cache)
@@ -84,7 +84,7 @@ def test_cache_hit_skips_network_and_swaps(computed, cache_dir, tiny_checkpoint)
 
 def test_build_map_reproduces_official_and_round_trips(computed, fx, cache_dir, tmp_path,
                                                        tiny_checkpoint):
-    from mast3r_ros.core.backends.mast3r import checkpoint_id
+    from mast3r_ros.core.model.factory import checkpoint_id
     from mast3r_ros.core.map import load_map, save_map
     from mast3r_ros.core.mapping.build import build_map
 
@@ -101,12 +101,12 @@ def test_build_map_reproduces_official_and_round_trips(computed, fx, cache_dir, 
     back = load_map(tmp_path / "map")
     assert len(back) == 3
     np.testing.assert_allclose(back.poses(), res.kmap.poses())
-    for a, b in zip(back.keyframes, res.kmap.keyframes):
+    for a, b in zip(back.keyframes(), res.kmap.keyframes()):
         np.testing.assert_allclose(a.K, b.K)
         np.testing.assert_allclose(a.depth, b.depth)
         assert a.depth.shape == (48, 64) and (a.depth > 0).mean() > 0.9
     # dense depth equals the depth of the sparse points at the matched pixels (camera frame z)
-    kf = res.kmap.keyframes[1]
+    kf = list(res.kmap.keyframes())[1]
     X = res.alignment.pts3d[1]
     z = ((X - kf.T_map_cam[:3, 3]) @ kf.T_map_cam[:3, :3])[:, 2]
     xy = np.concatenate([fx["cache__corres_10__xy_a"], fx["cache__corres_21__xy_b"]])
@@ -130,7 +130,7 @@ def test_build_map_cli(computed, fx, cache_dir, tmp_path, tiny_checkpoint, capsy
     assert rc == 0
     assert '"keyframes": 3' in capsys.readouterr().out
     m = load_map(out)
-    assert len(m) == 3 and m.global_desc is not None and m.meta.backend == "mast3r"
+    assert len(m) == 3 and not m.missing_encodings() and m.encoder.backend == "mast3r"
     assert main(["build-map", str(tmp_path / "missing"), str(out), "--checkpoint",
                  str(tiny_checkpoint)]) == 2
 
@@ -173,7 +173,7 @@ def test_rosbag_reader(fx, tmp_path):
 
 
 def test_build_map_with_known_intrinsics_and_poses(computed, fx, cache_dir, tiny_checkpoint):
-    from mast3r_ros.core.backends.mast3r import checkpoint_id
+    from mast3r_ros.core.model.factory import checkpoint_id
     from mast3r_ros.core.mapping.build import build_map
 
     cfg = MappingConfig(scene_graph="complete", niter1=10, niter2=10, matching_conf_thr=0.0,
@@ -187,4 +187,4 @@ def test_build_map_with_known_intrinsics_and_poses(computed, fx, cache_dir, tiny
     T = res.alignment.T_world_cam
     np.testing.assert_allclose(T[0], np.eye(4), atol=1e-5)  # first known camera is the anchor
     assert np.linalg.norm(T[2, :3, 3] - T[0, :3, 3]) == pytest.approx(1.0, rel=1e-5)  # its scale
-    assert [kf.stamp for kf in res.kmap.keyframes] == [0.0, 1.0, 2.0]
+    assert [kf.stamp for kf in res.kmap.keyframes()] == [0.0, 1.0, 2.0]

@@ -41,7 +41,7 @@ def sevenscenes(data_dir):
     from mast3r_ros.core.map import build_map_from_rgbd
 
     kmap = build_map_from_rgbd(data_dir / "sevenscenes_redkitchen_rgbd", max_frames=N_FRAMES)
-    kfs = kmap.keyframes
+    kfs = list(kmap.keyframes())
     W, H = int(640 * SCALE), int(480 * SCALE)
     K = kfs[0].K.copy()
     K[:2] *= SCALE
