@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Optional
 
 import numpy as np
@@ -12,7 +13,7 @@ from mast3r_ros.core.geometry.se3 import transform_points
 if TYPE_CHECKING:
     from mast3r_ros.core.map.keyframe import Keyframe
 
-__all__ = ["keyframe_points"]
+__all__ = ["keyframe_points", "sparse_cloud"]
 
 
 def keyframe_points(kf: Keyframe, budget: int) -> tuple[Optional[np.ndarray], np.ndarray]:
@@ -28,3 +29,28 @@ def keyframe_points(kf: Keyframe, budget: int) -> tuple[Optional[np.ndarray], np
         ok = np.all(np.isfinite(sub), axis=1)
         return sub[ok], ij[ok]
     return None, np.zeros((0, 2), np.int64)
+
+
+def sparse_cloud(keyframes: Iterable[Keyframe], count: int, max_points: int, seed: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``max_points`` coloured map-frame points from ``count`` keyframes.
+
+    Returns:
+        ``(points (M, 3) float64 in the map frame, colours (M, 3) uint8 RGB)``; points are
+        subsampled at random with ``seed`` (deterministic output).
+    """
+    pts, cols = [], []
+    per_kf = max(1, max_points // max(count, 1))
+    for kf in keyframes:
+        X, ij = keyframe_points(kf, per_kf)
+        if X is not None:
+            pts.append(X)
+            cols.append(kf.rgb[ij[:, 1], ij[:, 0]])
+    if not pts:
+        return np.zeros((0, 3)), np.zeros((0, 3), dtype=np.uint8)
+    P, C = np.concatenate(pts), np.concatenate(cols).astype(np.uint8)
+    if P.shape[0] > max_points:
+        keep = np.random.default_rng(seed).choice(P.shape[0], max_points, replace=False)
+        keep.sort()
+        P, C = P[keep], C[keep]
+    return P, C

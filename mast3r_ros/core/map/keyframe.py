@@ -23,7 +23,7 @@ import numpy as np
 from mast3r_ros.core.errors import InputError
 from mast3r_ros.core.features import EncoderId, Features, features_from_arrays
 from mast3r_ros.core.geometry.camera import intrinsics_problem
-from mast3r_ros.core.map.cloud import keyframe_points
+from mast3r_ros.core.map.cloud import sparse_cloud
 from mast3r_ros.core.retrieval.index import GlobalIndex
 from mast3r_ros.core.types import Encoding, ImageSized, KeyframeEncoding
 
@@ -380,20 +380,11 @@ class KeyframeMap:
 
         Returns:
             ``(points (M, 3) float64 in the map frame, colours (M, 3) uint8 RGB)``.
+
+        At most one keyframe per 64 points is read (evenly spread over the map), so a large map
+        read from disk is not read whole for its display cloud.
         """
-        pts, cols = [], []
-        per_kf = max(1, max_points // max(len(self), 1))
-        for kf in self.keyframes():
-            X, ij = keyframe_points(kf, per_kf)
-            if X is not None:
-                pts.append(X)
-                cols.append(kf.rgb[ij[:, 1], ij[:, 0]])
-        if not pts:
-            return np.zeros((0, 3)), np.zeros((0, 3), dtype=np.uint8)
-        P, C = np.concatenate(pts), np.concatenate(cols).astype(np.uint8)
-        if P.shape[0] > max_points:
-            keep = np.random.default_rng(seed).choice(P.shape[0], max_points, replace=False)
-            keep.sort()
-            P, C = P[keep], C[keep]
-        return P, C
+        step = max(1, -(-len(self) // max(1, max_points // 64)))
+        chosen = self.ids[::step]
+        return sparse_cloud((self.keyframe(i) for i in chosen), len(chosen), max_points, seed)
 

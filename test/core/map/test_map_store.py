@@ -161,3 +161,18 @@ def test_keyframe_validation() -> None:
     kmap.set_pose(1, T2)
     assert kmap.record(1).T_map_cam[0, 3] == 2.0 and kmap.keyframe(1).T_map_cam[0, 3] == 2.0
     assert kmap.positions()[0, 0] == 2.0
+
+
+def test_display_cloud_of_a_large_map_reads_a_bounded_set_of_keyframes(tmp_path) -> None:
+    kmap = demo_map(4, "none")
+    save_map(kmap, tmp_path / "m")
+    off, nbytes = extent(tmp_path / "m", kmap.ids[1], "rgb")
+    data = version_dir(tmp_path / "m") / "data" / "rgb.bin"
+    raw = bytearray(data.read_bytes())
+    raw[off] ^= 1
+    data.write_bytes(bytes(raw))
+    loaded = load_map(tmp_path / "m")
+    pts, cols = loaded.points_map(128)  # 2 keyframes of 4: ids[0] and ids[2]
+    assert 0 < len(pts) <= 128 and len(cols) == len(pts)
+    with pytest.raises(MapFormatError):
+        loaded.points_map(100_000)  # every keyframe, the corrupt one included
