@@ -17,7 +17,6 @@ __all__ = [
     "MapError",
     "MapFormatError",
     "MapCompatibilityError",
-    "MapWriteError",
     "MapLockedError",
     "MatchingError",
     "GeometryError",
@@ -58,11 +57,6 @@ class MapFormatError(MapError):
 
 class MapCompatibilityError(MapError):
     """A map was built with another model or other preprocessing than the one configured."""
-
-
-class MapWriteError(MapError):
-    """A map cannot be written (disk full, read-only file system, permission); the previous map
-    version is left intact."""
 
 
 class MapLockedError(MapError):

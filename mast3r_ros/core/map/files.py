@@ -4,7 +4,7 @@ Reading never follows a symbolic link inside a map directory and never blocks: a
 with ``O_NOFOLLOW | O_NONBLOCK`` and refused unless ``fstat`` says it is a regular file, so a FIFO,
 a device or a link planted in a map gives :class:`~mast3r_ros.core.errors.MapFormatError` at once
 instead of a hang. Writing maps the operating system's errors (full disk, read-only file system,
-permissions) to :class:`~mast3r_ros.core.errors.MapWriteError` with a message that says what to do.
+permissions) to :class:`~mast3r_ros.core.errors.MapError` with a message that says what to do.
 A map directory has one writer at a time, serialised by :class:`MapLock` (``fcntl.flock``).
 """
 
@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from mast3r_ros.core.errors import MapFormatError, MapLockedError, MapWriteError
+from mast3r_ros.core.errors import MapError, MapFormatError, MapLockedError
 
 __all__ = ["open_regular", "read_small", "pread_exact", "fsync_dir", "write_all", "write_error",
            "writing", "MapLock", "LOCK_NAME"]
@@ -94,7 +94,7 @@ def read_small(path: Path, limit: int) -> bytes:
         os.close(fd)
 
 
-def write_error(exc: OSError, path: Path) -> MapWriteError:
+def write_error(exc: OSError, path: Path) -> MapError:
     """A typed, actionable error for an OS error raised while writing a map under ``path``."""
     if exc.errno in _NO_SPACE:
         hint = "the disk (or quota) is full: free some space and save again"
@@ -102,13 +102,13 @@ def write_error(exc: OSError, path: Path) -> MapWriteError:
         hint = "the map directory is not writable: check the file system and permissions"
     else:
         hint = "check the file system"
-    return MapWriteError(f"cannot write the map at {path}: {exc.strerror or exc}; {hint} "
+    return MapError(f"cannot write the map to {path}: {exc.strerror or exc}; {hint} "
                          "(the previous version of the map is intact)")
 
 
 @contextmanager
 def writing(path: Path) -> Iterator[None]:
-    """Turn any ``OSError`` raised inside into :class:`MapWriteError` about ``path``."""
+    """Turn any ``OSError`` raised inside into a :class:`MapError` about ``path``."""
     try:
         yield
     except OSError as exc:

@@ -175,7 +175,8 @@ def save_map(kmap: KeyframeMap, path: Union[str, Path], *,
     Raises:
         MapError: ``path`` is not a map directory (refuses to overwrite other data).
         MapLockedError: another process is saving this map for longer than the lock timeout.
-        MapWriteError: the disk is full, read-only or not writable (the previous map is intact).
+        MapError: the disk is full, read-only or not writable (the previous map is intact; the
+            message says which).
         InputError: a keyframe's global descriptor is not a finite unit vector.
     """
     cfg = config if config is not None else MapStoreConfig()
@@ -195,15 +196,15 @@ def save_map(kmap: KeyframeMap, path: Union[str, Path], *,
 
 
 def _prepare_dir(path: Path) -> None:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        with writing(path):
+    with writing(path):
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
             path.mkdir(parents=True, exist_ok=True)
-        return
+            return
+        names = os.listdir(path) if stat.S_ISDIR(st.st_mode) else []
     if not stat.S_ISDIR(st.st_mode):
         raise MapError(f"{path} exists and is not a directory; choose another path for the map")
-    names = os.listdir(path)
     if CURRENT not in names and not all(_ours(n) for n in names):
         raise MapError(f"{path} exists and is not a map directory (no {CURRENT}); choose another "
                        "path or an empty directory")
@@ -269,7 +270,7 @@ def _dead_bytes_after(base: Optional[IndexContent], writes: list, removed: list[
 
 
 def _guarded(fn: Callable[[], T], where: Path) -> T:
-    """Run ``fn`` turning OS and SQLite write failures into :class:`MapWriteError`."""
+    """Run ``fn`` turning OS and SQLite write failures into a :class:`MapError`."""
     with writing(where):
         try:
             return fn()

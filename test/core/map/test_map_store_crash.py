@@ -18,10 +18,9 @@ from mast3r_ros.core.map import reader as reader_module
 from mast3r_ros.core.map import writer as writer_module
 
 
-def _in_child(fn: Callable[[], None], kill_after: float | None = None, timeout: float = 60.0
-              ) -> int:
-    """Run ``fn`` in a forked child; SIGKILL it after ``kill_after`` s. Returns the signal that
-    ended it (0 when it exited normally)."""
+def start_child(fn: Callable[[], None]) -> int:
+    """Fork a child running ``fn``; its pid. Fork only from the main thread while no other
+    thread is inside SQLite or OpenCV (a child would inherit their locks held)."""
     pid = os.fork()
     if pid == 0:  # child: never returns into pytest
         code = 0
@@ -32,14 +31,19 @@ def _in_child(fn: Callable[[], None], kill_after: float | None = None, timeout: 
             code = 3
         finally:
             os._exit(code)
-    if kill_after is not None:
-        time.sleep(kill_after)
-        os.kill(pid, signal.SIGKILL)
+    return pid
+
+
+def child_status(pid: int, block: bool = True, timeout: float = 120.0) -> int | None:
+    """The signal that ended child ``pid`` (0: normal exit), None while it runs (``block``
+    False); fails the test when it hangs past ``timeout`` or exits with an error."""
     deadline = time.monotonic() + timeout
     while True:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
             break
+        if not block:
+            return None
         if time.monotonic() > deadline:
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
@@ -49,6 +53,18 @@ def _in_child(fn: Callable[[], None], kill_after: float | None = None, timeout: 
         return os.WTERMSIG(status)
     assert os.WEXITSTATUS(status) == 0, "the child writer failed"
     return 0
+
+
+def _in_child(fn: Callable[[], None], kill_after: float | None = None) -> int:
+    """Run ``fn`` in a forked child; SIGKILL it after ``kill_after`` s. Returns the signal that
+    ended it (0 when it exited normally)."""
+    pid = start_child(fn)
+    if kill_after is not None:
+        time.sleep(kill_after)
+        os.kill(pid, signal.SIGKILL)
+    status = child_status(pid)
+    assert status is not None
+    return status
 
 
 def _die_on_call(monkeypatch_target: object, name: str, n: int, after: bool = False) -> None:

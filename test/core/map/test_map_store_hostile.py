@@ -26,7 +26,7 @@ from map_fixtures import (
 )
 from test_map_store_crash import _in_child
 
-from mast3r_ros.core.errors import MapError, MapFormatError, MapWriteError
+from mast3r_ros.core.errors import MapError, MapFormatError, MapLockedError
 from mast3r_ros.core.map import load_map, save_map
 from mast3r_ros.core.map import writer as writer_module
 
@@ -185,8 +185,9 @@ def test_d7_write_errors_are_typed_and_clean_up(tmp_path, monkeypatch, err, hint
     if incremental:
         kmap.add(kf.__class__(99, kf.rgb, kf.K, kf.T_map_cam, 0.0, kf.depth), sift_encoding(kf))
     _failing_writes(monkeypatch, err, after=3)
-    with pytest.raises(MapWriteError, match=hint):
+    with pytest.raises(MapError, match=f"cannot write the map to .*{hint}") as err:
         save_map(kmap, path)
+    assert type(err.value) is MapError and "previous version of the map is intact" in str(err.value)
     monkeypatch.undo()
     assert not [p for p in os.listdir(path) if p.startswith(".tmp")]  # no leftover temp
     assert_same_map(demo_map(2, "sift"), load_map(path))  # previous map intact
@@ -204,7 +205,7 @@ def test_d7_real_file_size_limit(tmp_path) -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
         try:
             save_map(demo_map(4, "sift"), path)
-        except MapWriteError as exc:
+        except MapError as exc:
             assert "full" in str(exc), exc
             assert not [p for p in os.listdir(path) if p.startswith(".tmp")]
             return
@@ -301,6 +302,12 @@ def test_truncated_or_missing_payload_files(saved) -> None:
 
 
 def test_errors_are_map_errors(saved) -> None:
-    assert issubclass(MapFormatError, MapError) and issubclass(MapWriteError, MapError)
+    assert issubclass(MapFormatError, MapError) and issubclass(MapLockedError, MapError)
     with pytest.raises(MapFormatError, match="not a map directory"):
         load_map(saved.parent / "nothing-here")
+
+
+def test_d7_destination_under_a_file_is_a_typed_error(tmp_path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(MapError, match="cannot write the map to .*Not a directory"):
+        save_map(demo_map(1, "none"), tmp_path / "file" / "map")
