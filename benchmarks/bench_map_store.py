@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.common import report
 from mast3r_ros.core.features import EncoderId, Mast3rFeatures, SiftFeatures
 from mast3r_ros.core.map import Keyframe, KeyframeMap, MapMeta, load_map, save_map
 from mast3r_ros.core.map.format import INDEX
@@ -51,14 +52,6 @@ DEMO = ROOT / "demo_data" / "sevenscenes_redkitchen"
 SIFT = EncoderId("sift", "opencv-sift-n8000", 0, "", "tiny-grad-v1", SiftFeatures.KIND)
 MAST3R = EncoderId("mast3r", "sha256:bench", 512, "dust3r-resize-crop16-v1",
                    "mast3r-encoder-mean-v1", Mast3rFeatures.KIND)
-
-
-def _git_rev() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                              capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def _sift(rgb: np.ndarray, n: int = 8000) -> SiftFeatures:
@@ -238,11 +231,9 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     work = Path(tempfile.mkdtemp(dir=args.workdir, prefix="bench_map_store-"))
     kfs = _keyframes(args.scale)
-    res: dict = {"bench": "map_store", "git": _git_rev(), "python": platform.python_version(),
-                 "numpy": np.__version__, "sqlite": sqlite3.sqlite_version,
+    res: dict = {"numpy": np.__version__, "sqlite": sqlite3.sqlite_version,
                  "cpu": platform.processor() or platform.machine(), "scale": args.scale,
-                 "image": f"{kfs[0].width}x{kfs[0].height}",
-                 "torch_threads": torch.get_num_threads(), "open": {}, "build_s": {}}
+                 "image": f"{kfs[0].width}x{kfs[0].height}", "open": {}, "build_s": {}}
     try:
         for kind in ("sift", "mast3r"):
             for n in sizes:
@@ -258,7 +249,7 @@ def main() -> None:
         res["append"] = bench_append(work / f"sift-{sizes[-1]}", work / "copy", kfs)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(json.dumps(res))
+    report("map_store", res)
 
 
 if __name__ == "__main__":
