@@ -15,7 +15,8 @@ descriptors.
 3. Host RSS in a fresh process at the default cache budget: after the imports, after opening the
    largest map, after touching a working set of 100 keyframes 3 times (payload + features), and
    after reading every keyframe once.
-4. Appending 10 keyframes to the largest map (median of 3) vs a full save of it elsewhere.
+4. Reading one keyframe (image, depth, features) without cache, with vs without the hash checks.
+5. Appending 10 keyframes to the largest map (median of 3) vs a full save of it elsewhere.
 
 Usage: ``python -m benchmarks.bench_map_store [--sizes 1000,10000] [--scale 0.5]
 [--workdir DIR] [--threads 1]``; prints one JSON line. Needs about 0.6 MB of disk per keyframe
@@ -190,6 +191,28 @@ def bench_rss(path: Path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def bench_read(path: Path, reads: int) -> dict:
+    """Median milliseconds of reading one keyframe (image, depth, features) from disk, without
+    cache, with and without the SHA-256 checks (the page cache is warm after a first pass)."""
+    from mast3r_ros.core.config import MapStoreConfig
+
+    out = {}
+    for verify in (True, False):
+        kmap = load_map(path, config=MapStoreConfig(host_cache_bytes=0, verify_hashes=verify))
+        ids = np.random.default_rng(3).choice(kmap.ids, reads, replace=False).tolist()
+        times = []
+        for r in range(2):
+            for kid in ids:
+                t0 = time.perf_counter()
+                kmap.keyframe(kid)
+                kmap.features(kid)
+                if r:
+                    times.append(time.perf_counter() - t0)
+        out["verified_ms" if verify else "unverified_ms"] = float(np.median(times)) * 1e3
+    out["hash_overhead"] = out["verified_ms"] / out["unverified_ms"]
+    return out
+
+
 def bench_append(path: Path, copy: Path, kfs: list[Keyframe]) -> dict:
     """Seconds of appending 10 keyframes (median of 3) vs a full save of the whole map."""
     rng = np.random.default_rng(2)
@@ -245,6 +268,7 @@ def main() -> None:
                     shutil.rmtree(path)
             res[f"add_{kind}"] = bench_add(work / f"{kind}-{sizes[-1]}", kind, args.adds)
         res["rss"] = bench_rss(work / f"sift-{sizes[-1]}")
+        res["read_one_keyframe"] = bench_read(work / f"sift-{sizes[-1]}", 100)
         shutil.rmtree(work / f"mast3r-{sizes[-1]}")
         res["append"] = bench_append(work / f"sift-{sizes[-1]}", work / "copy", kfs)
     finally:
