@@ -19,7 +19,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from mast3r_ros.core.types import LocalizationResult
 from mast3r_ros.msg import LocalizationStatus
-from mast3r_ros.ros.conversions import covariance_to_ros, matrix_to_pose, matrix_to_transform
+from mast3r_ros.ros.common.conversions import covariance_to_ros, matrix_to_pose, matrix_to_transform
 
 __all__ = ["FrameCounters", "FrameTimes", "NodeCounters", "status_msg", "pose_msg",
            "transform_msg", "keyframe_markers", "diagnostics_msg"]
@@ -51,6 +51,8 @@ class FrameCounters:
     processed: int = 0
     rejected: int = 0
     errors: int = 0     # unexpected exceptions (not bad input)
+    last_state: str = ""
+    last_reason: str = ""
 
 
 @dataclass
