@@ -120,8 +120,12 @@ class TfIo:
 
     def __init__(self, owner: Node, cache_time: float = 10.0) -> None:
         self.clock = owner.get_clock()
-        self.node = rclpy.create_node(f"{owner.get_name()}_tf", namespace=owner.get_namespace(),
-                                      context=owner.context, start_parameter_services=False)
+        name = f"{owner.get_name()}_tf"
+        # a node-local remap of its own name: local rules win over the process-wide
+        # `-r __node:=<owner>` that launch_ros passes, which would otherwise rename it too
+        self.node = rclpy.create_node(name, namespace=owner.get_namespace(),
+                                      context=owner.context, start_parameter_services=False,
+                                      cli_args=["--ros-args", "-r", f"__node:={name}"])
         self._buf: Any
         try:
             self._buf = _Tf2RosBuffer(self.node, cache_time)
