@@ -225,7 +225,10 @@ class FrameNodeMixin(_NodeBase):
 
 
 def run_lifecycle_main(make_node: Callable[[], Any], args: Optional[list[str]] = None) -> int:
-    """Spin a lifecycle node on a 4-thread ``MultiThreadedExecutor`` until shutdown.
+    """Spin a lifecycle node on a 4-thread ``MultiThreadedExecutor`` until shutdown (SIGINT).
+
+    On the way out everything configure created is released (as in ``cleanup``) before the node
+    and the context go, so that no helper thread runs into a destroyed context.
 
     Args:
         make_node: builds the node (called after ``rclpy.init``); the node has ``cfg.autostart``.
@@ -247,6 +250,7 @@ def run_lifecycle_main(make_node: Callable[[], Any], args: Optional[list[str]] =
         pass
     finally:
         executor.shutdown()
+        node._release()  # stop the node's own threads (TF helper, workers) before teardown
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
