@@ -142,6 +142,10 @@ def test_tf_settings_and_odometry_sources_at_run_time(graph: RosGraph,
         T_map_base = pose_to_matrix(probe.got["pose"][-1].pose.pose)
         T = xyzquat_to_matrix(transform_to_xyzq(probe.tf_of("map", "odom3")[-1]))
         np.testing.assert_allclose(T @ T_ODOM_BASE, T_map_base, atol=1e-6)
+        time.sleep(1.5)  # odometry stopped: the lookup says so instead of waiting on every frame
+        status = _localize(node, probe, 1)
+        assert "older than the stamp (its publisher stopped?)" in status.tf_status, \
+            status.tf_status
     finally:
         odom.stop()
         if odom2 is not None:

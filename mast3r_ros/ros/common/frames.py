@@ -20,14 +20,36 @@ from typing import Any, Callable, Optional
 import numpy as np
 from rclpy.duration import Duration
 
+from mast3r_ros.ros.common.conversions import stamp_to_ns
 from mast3r_ros.ros.common.outputs import transform_msg
 from mast3r_ros.ros.common.tf_io import TfIo, TransformUnavailable
 from mast3r_ros.ros.common.transforms import xyzquat_to_matrix
 
-__all__ = ["Extrinsic", "ExtrinsicResolver", "MapToOdom"]
+__all__ = ["Extrinsic", "ExtrinsicResolver", "MapToOdom", "lookup_at_stamp"]
 
 #: a static extrinsic is re-read from TF at most this often (s), so a recalibration shows up
 _STATIC_RECHECK_S = 1.0
+#: a lookup waits for newer data only when the newest sample is at most this old (s) at the stamp
+_LIVE_S = 1.0
+
+
+def lookup_at_stamp(tf: TfIo, target: str, source: str, stamp: Any,
+                    timeout: float) -> np.ndarray:
+    """``T_target_source`` interpolated at ``stamp``, waiting up to ``timeout`` only for live data.
+
+    A robot without that transform (or whose publisher stopped more than a second before the
+    stamp) gets the answer at once instead of a ``timeout`` delay on every frame.
+
+    Raises:
+        TransformUnavailable: with the reason.
+    """
+    _, newest_ns = tf.lookup(target, source)  # no data at all: raises at once
+    stamp_ns = stamp_to_ns(stamp)
+    if newest_ns and stamp_ns - newest_ns > _LIVE_S * 1e9:
+        raise TransformUnavailable(f"the newest {target} -> {source} is "
+                                   f"{(stamp_ns - newest_ns) * 1e-9:.1f} s older than the stamp "
+                                   "(its publisher stopped?)")
+    return tf.lookup(target, source, stamp, timeout)[0]
 
 
 @dataclass(frozen=True)

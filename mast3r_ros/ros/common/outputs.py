@@ -76,6 +76,7 @@ def status_msg(header: Header, state: str, reason: str, counters: NodeCounters,
     """The ``localization_status`` message of one frame (``result`` None: frame not processed)."""
     msg = LocalizationStatus(header=header, state=state, reason=reason)
     msg.frames_dropped, msg.frames_processed = counters.dropped, counters.processed
+    msg.latency_queue = float(times.queue)
     msg.latency_conversion = float(times.conversion)
     msg.latency_total = float(times.total)
     msg.backend = backend

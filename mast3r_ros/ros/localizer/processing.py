@@ -35,7 +35,7 @@ from mast3r_ros.ros.common.conversions import (
     stamp_to_sec,
 )
 from mast3r_ros.ros.common.frame_node import THROTTLE_S
-from mast3r_ros.ros.common.frames import Extrinsic
+from mast3r_ros.ros.common.frames import Extrinsic, lookup_at_stamp
 from mast3r_ros.ros.common.tf_io import TransformUnavailable
 from mast3r_ros.ros.common.transforms import (
     base_pose_from_camera,
@@ -222,8 +222,8 @@ class LocalizerProcessingMixin(LocalizerBase):
         if not tf.can_send:
             return "not published: no TF output (tf2_ros and tf2_msgs are not importable)"
         try:
-            T_odom_base, _ = tf.lookup(cfg.odom_frame, cfg.base_frame, stamp,
-                                             cfg.transform_timeout)
+            T_odom_base = lookup_at_stamp(tf, cfg.odom_frame, cfg.base_frame, stamp,
+                                          cfg.transform_timeout)
         except TransformUnavailable as exc:
             note = (f"map -> {cfg.odom_frame} not updated: {cfg.odom_frame} -> {cfg.base_frame} "
                     f"unavailable at the image stamp ({exc})")

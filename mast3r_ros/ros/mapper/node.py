@@ -56,7 +56,7 @@ from mast3r_ros.ros.common.conversions import compressed_to_rgb, image_to_rgb, s
 from mast3r_ros.ros.common.frame_node import LATCHED_QOS as _LATCHED
 from mast3r_ros.ros.common.frame_node import THROTTLE_S as _THROTTLE_S
 from mast3r_ros.ros.common.frame_node import FrameNodeMixin, run_lifecycle_main
-from mast3r_ros.ros.common.frames import ExtrinsicResolver
+from mast3r_ros.ros.common.frames import ExtrinsicResolver, lookup_at_stamp
 from mast3r_ros.ros.common.node_config import MapperNodeConfig
 from mast3r_ros.ros.common.params import config_from_values, declare_spec, iter_param_specs
 from mast3r_ros.ros.common.tf_io import TfIo, TransformUnavailable
@@ -288,8 +288,8 @@ class MapperNode(MapperServicesMixin, FrameNodeMixin, LifecycleNode):
         if tf is None or frames is None:
             return None
         try:
-            T_odom_base, _ = tf.lookup(cfg.odom_frame, cfg.base_frame, header.stamp,
-                                       cfg.transform_timeout)
+            T_odom_base = lookup_at_stamp(tf, cfg.odom_frame, cfg.base_frame, header.stamp,
+                                          cfg.transform_timeout)
         except TransformUnavailable as exc:
             self.odometry_note = f"no odometry at the image stamp: {exc}"
             return None
