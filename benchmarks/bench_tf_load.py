@@ -2,8 +2,8 @@
 
 The localizer runs as its own process (SIFT backend, the 33-keyframe demo map), fed 640x480 demo
 queries at ``--image-hz`` (30, free running: the node drops what it cannot process) while this
-process alternates runs WITHOUT and WITH ``odom -> base_link`` on ``/tf`` at ``--tf-hz`` (100) plus a
-static camera mounting. Per processed frame it reads, from the node's status:
+process alternates runs WITHOUT and WITH ``odom -> base_link`` on ``/tf`` at ``--tf-hz`` (100)
+plus a static camera mounting. Per processed frame it reads, from the node's status:
 
 * ``core``: ``latency_core_total`` (time inside ``Localizer.localize``);
 * ``overhead``: image publish -> status received, minus core and minus ``latency_queue`` (the wait
@@ -35,14 +35,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE, INFO = "/camera/color/image_raw", "/camera/color/camera_info"
 K = [525.0, 0.0, 320.0, 0.0, 525.0, 240.0, 0.0, 0.0, 1.0]
-
-
-def _git_rev() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                              capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 class Feeder:
@@ -186,7 +178,9 @@ def main() -> int:
            "overhead_ms_tf": med["tf"]["overhead_ms"],
            "localizer_exit_code": code, "device": "cpu", "cpus": os.cpu_count(),
            "cpu": platform.processor() or platform.machine(), "python": sys.version.split()[0],
-           "torch": torch.__version__, "git": _git_rev()}
+           "torch": torch.__version__,
+           "git": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                                 capture_output=True, text=True).stdout.strip() or "unknown"}
     print(json.dumps(out))
     return 0
 

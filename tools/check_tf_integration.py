@@ -22,13 +22,12 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "test" / "ros"))  # the scenario and the demo helpers
 
-from ros_graph_helpers import DEMO, K_DEMO, camera_mount, queries  # noqa: E402
+from ros_graph_helpers import DEMO, K_DEMO, camera_mount, queries, standalone_node  # noqa: E402
 from tf_scenario import TfScenario  # noqa: E402
 
 IMAGE, INFO = "/camera/color/image_raw", "/camera/color/camera_info"
@@ -38,9 +37,6 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--after", type=float, default=10.0, help="seconds after the last image")
     args = ap.parse_args()
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-
     from mast3r_ros.core.map import build_map_from_rgbd, save_map
 
     map_dir = Path(tempfile.mkdtemp(prefix="mast3r_tf_check_")) / "map"
@@ -51,14 +47,10 @@ def main() -> int:
     log = open(map_dir.parent / "launch.log", "w")
     launch = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                               env=dict(os.environ))
-    rclpy.init()
-    node = rclpy.create_node("tf_check_robot")
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    threading.Thread(target=executor.spin, daemon=True).start()
     try:
-        figures = TfScenario(node, queries(), K_DEMO, camera_mount(), image_topic=IMAGE,
-                             camera_info_topic=INFO, after_s=args.after).run()
+        with standalone_node("tf_check_robot") as node:
+            figures = TfScenario(node, queries(), K_DEMO, camera_mount(), image_topic=IMAGE,
+                                 camera_info_topic=INFO, after_s=args.after).run()
     finally:
         launch.send_signal(signal.SIGINT)
         try:
@@ -66,9 +58,6 @@ def main() -> int:
         except subprocess.TimeoutExpired:
             launch.kill()
             code = launch.wait()
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
     out = json.loads(figures.json())
     out.update(command=" ".join(cmd), launch_exit_code=code, failures=figures.failures(),
                log=str(map_dir.parent / "launch.log"))

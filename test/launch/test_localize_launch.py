@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import sys
 import tempfile
-import threading
 import unittest
 from pathlib import Path
 
@@ -21,14 +20,15 @@ import launch_testing
 import launch_testing.actions
 import launch_testing.asserts
 import pytest
-from launch import LaunchDescription
 from launch.actions import IncludeLaunchDescription
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 
+from launch import LaunchDescription
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ros"))  # test helpers
 
-from ros_graph_helpers import DEMO, K_DEMO, camera_mount, queries  # noqa: E402
-from tf_scenario import TfScenario  # noqa: E402
+from ros_graph_helpers import DEMO, K_DEMO, camera_mount, queries, standalone_node
+from tf_scenario import TfScenario
 
 IMAGE, INFO = "/camera/color/image_raw", "/camera/color/camera_info"
 
@@ -55,28 +55,14 @@ def generate_test_description() -> tuple[LaunchDescription, dict]:
 
 class TestLocalizeLaunch(unittest.TestCase):
     def test_tf_figures(self) -> None:
-        import rclpy
-        from rclpy.executors import SingleThreadedExecutor
-
-        context = rclpy.Context()
-        rclpy.init(context=context)
-        node = rclpy.create_node("launch_test_robot", context=context)
-        executor = SingleThreadedExecutor(context=context)
-        executor.add_node(node)
-        spinner = threading.Thread(target=executor.spin, daemon=True)
-        spinner.start()
-        try:
+        with standalone_node("launch_test_robot") as node:
             figures = TfScenario(node, queries(), K_DEMO, camera_mount(), image_topic=IMAGE,
                                  camera_info_topic=INFO).run()
-        finally:
-            executor.shutdown()
-            node.destroy_node()
-            rclpy.try_shutdown(context=context)
         print(figures.json())
         self.assertEqual(figures.failures(), [], figures.notes)
 
 
 @launch_testing.post_shutdown_test()
 class TestShutdown(unittest.TestCase):
-    def test_sigint_exits_cleanly(self, proc_info) -> None:  # noqa: ANN001 - launch_testing's
+    def test_sigint_exits_cleanly(self, proc_info) -> None:
         launch_testing.asserts.assertExitCodes(proc_info)

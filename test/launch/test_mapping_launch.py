@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-import threading
 import time
 import unittest
 from pathlib import Path
@@ -25,13 +24,14 @@ import launch_testing.asserts
 import numpy as np
 import pytest
 import yaml
-from launch import LaunchDescription
 from launch.actions import IncludeLaunchDescription
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 
+from launch import LaunchDescription
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ros"))  # test helpers
 
-from ros_graph_helpers import DEMO, K_DEMO, REPO, camera_mount, wait_for  # noqa: E402
+from ros_graph_helpers import DEMO, K_DEMO, REPO, camera_mount, standalone_node, wait_for
 
 IMAGE, INFO = "/camera/color/image_raw", "/camera/color/camera_info"
 FRAMES = [0, 160, 320, 480, 640]  # frame numbers of demo_data/.../map
@@ -70,21 +70,8 @@ def generate_test_description() -> tuple[LaunchDescription, dict]:
 
 class TestMappingLaunch(unittest.TestCase):
     def test_keyframe_poses_come_from_tf_odometry(self) -> None:
-        import rclpy
-        from rclpy.executors import SingleThreadedExecutor
-
-        context = rclpy.Context()
-        rclpy.init(context=context)
-        node = rclpy.create_node("launch_test_mapping_robot", context=context)
-        executor = SingleThreadedExecutor(context=context)
-        executor.add_node(node)
-        threading.Thread(target=executor.spin, daemon=True).start()
-        try:
+        with standalone_node("launch_test_mapping_robot") as node:
             path, gt = _drive_and_build(node)
-        finally:
-            executor.shutdown()
-            node.destroy_node()
-            rclpy.try_shutdown(context=context)
         poses = np.stack([_pose(p.pose) for p in path.poses])
         self.assertEqual(len(poses), len(FRAMES))
         np.testing.assert_allclose(poses[0], gt[0], atol=2e-4)  # odometry camera pose, via TF
@@ -92,17 +79,16 @@ class TestMappingLaunch(unittest.TestCase):
         self.assertAlmostEqual(spread(poses[:, :3, 3]) / spread(gt[:, :3, 3]), 1.0, places=3)
 
 
-def _pose(p) -> np.ndarray:  # noqa: ANN001 - geometry_msgs/Pose
+def _pose(p) -> np.ndarray:
     from mast3r_ros.ros.common.conversions import pose_to_matrix
 
     return pose_to_matrix(p)
 
 
-def _drive_and_build(node) -> tuple:  # noqa: ANN001 - rclpy node
+def _drive_and_build(node) -> tuple:
     from diagnostic_msgs.msg import DiagnosticArray
     from nav_msgs.msg import Path as PathMsg
-    from rclpy.qos import (DurabilityPolicy, QoSProfile, ReliabilityPolicy,
-                           qos_profile_sensor_data)
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
     from sensor_msgs.msg import CameraInfo, Image
     from std_srvs.srv import Trigger
     from tf2_msgs.msg import TFMessage
@@ -146,7 +132,7 @@ def _drive_and_build(node) -> tuple:  # noqa: ANN001 - rclpy node
                 stamp, "odom", "base_link", T_odom_cam @ np.linalg.inv(mount))]))
             info_pub.publish(info)
             image_pub.publish(rgb_to_image(rgb, stamp, "camera_optical_frame"))
-            if wait_for(lambda: got["keyframes"] >= k + 1, 1.5):
+            if wait_for(lambda k=k: got["keyframes"] >= k + 1, 1.5):
                 break
         assert got["keyframes"] == k + 1, f"keyframe {k} not taken ({got['keyframes']})"
     client = node.create_client(Trigger, "/build_map")
@@ -161,5 +147,5 @@ def _drive_and_build(node) -> tuple:  # noqa: ANN001 - rclpy node
 
 @launch_testing.post_shutdown_test()
 class TestShutdown(unittest.TestCase):
-    def test_sigint_exits_cleanly(self, proc_info) -> None:  # noqa: ANN001 - launch_testing's
+    def test_sigint_exits_cleanly(self, proc_info) -> None:
         launch_testing.asserts.assertExitCodes(proc_info)

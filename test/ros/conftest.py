@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-
 from ros_graph_helpers import DEMO, Probe, RosGraph
 
 

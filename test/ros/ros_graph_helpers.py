@@ -11,12 +11,13 @@ threading tests.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
@@ -98,6 +99,26 @@ class RosGraph:
             node.destroy_node()
         rclpy.try_shutdown(context=self.context)
         self._thread.join(timeout=5.0)
+
+
+@contextlib.contextmanager
+def standalone_node(name: str) -> Iterator[Any]:
+    """A node in its own rclpy context, spun in a background thread (for tests that run beside
+    processes started by launch, not in a RosGraph)."""
+    from rclpy.executors import SingleThreadedExecutor
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node(name, context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    threading.Thread(target=executor.spin, daemon=True).start()
+    try:
+        yield node
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
 
 
 def queries() -> list[tuple[Path, np.ndarray]]:
@@ -206,8 +227,12 @@ class Probe:
     def __init__(self, graph: RosGraph, ns: str = "") -> None:
         from diagnostic_msgs.msg import DiagnosticArray
         from geometry_msgs.msg import PoseWithCovarianceStamped
-        from rclpy.qos import (DurabilityPolicy, QoSProfile, ReliabilityPolicy,
-                               qos_profile_sensor_data)
+        from rclpy.qos import (
+            DurabilityPolicy,
+            QoSProfile,
+            ReliabilityPolicy,
+            qos_profile_sensor_data,
+        )
         from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
         from tf2_msgs.msg import TFMessage
         from visualization_msgs.msg import MarkerArray

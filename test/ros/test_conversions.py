@@ -14,10 +14,18 @@ from mast3r_ros.core.config import LocalizerConfig
 from mast3r_ros.core.errors import ConfigError, ImageError, InputError, IntrinsicsError
 from mast3r_ros.ros.common import conversions as cv
 from mast3r_ros.ros.common.node_config import LocalizerNodeConfig
-from mast3r_ros.ros.common.params import (config_from_values, config_to_values, descriptor_for,
-                                          iter_param_specs)
-from mast3r_ros.ros.common.transforms import (base_pose_from_camera, camera_prior_from_base,
-                                              compute_map_to_odom, xyzquat_to_matrix)
+from mast3r_ros.ros.common.params import (
+    config_from_values,
+    config_to_values,
+    descriptor_for,
+    iter_param_specs,
+)
+from mast3r_ros.ros.common.transforms import (
+    base_pose_from_camera,
+    camera_prior_from_base,
+    compute_map_to_odom,
+    xyzquat_to_matrix,
+)
 
 
 def _img(arr: np.ndarray, encoding: str, pad: int = 0, bigendian: bool = False) -> Image:

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
-
 from ros_graph_helpers import DEMO, K_DEMO, REPO, Probe, RosGraph, query_gt, wait_for
+
 from mast3r_ros.core.geometry.se3 import pose_errors
 from mast3r_ros.core.map import read_rgb
 from mast3r_ros.ros.common.conversions import pose_to_matrix, rgb_to_image

@@ -18,8 +18,12 @@ import yaml
 from mast3r_ros.core.config import LocalizerConfig
 from mast3r_ros.core.errors import ConfigError
 from mast3r_ros.ros.common.graph_procs import MODULES
-from mast3r_ros.ros.common.launch_args import (LOCALIZER_ARGS, MAPPER_ARGS, LaunchArg,
-                                               parameter_overrides)
+from mast3r_ros.ros.common.launch_args import (
+    LOCALIZER_ARGS,
+    MAPPER_ARGS,
+    LaunchArg,
+    parameter_overrides,
+)
 from mast3r_ros.ros.common.node_config import LocalizerNodeConfig
 from mast3r_ros.ros.common.params import iter_param_specs
 
@@ -108,7 +112,8 @@ def test_readme_documents_every_launch_argument() -> None:
     for file, args in LAUNCH.values():
         for a in args:
             assert re.search(rf"\|\s*`{a.name}`\s*\|", readme), (file, a.name)
-    assert "## Frames and TF" in readme and "map → odom → base_link → camera_optical_frame" in readme
+    assert "## Frames and TF" in readme
+    assert "map → odom → base_link → camera_optical_frame" in readme
 
 
 @pytest.mark.parametrize("node", NODES)

@@ -18,12 +18,21 @@ from typing import Any
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
+from ros_graph_helpers import (
+    K_DEMO,
+    Probe,
+    RosGraph,
+    active_node,
+    camera_mount,
+    make_node,
+    query_image,
+    send_and_wait,
+    wait_for,
+)
 from std_srvs.srv import Trigger
 
 from mast3r_ros.ros.localizer.node import _real_map_loader
 from mast3r_ros.srv import LoadMap
-from ros_graph_helpers import (K_DEMO, Probe, RosGraph, active_node, camera_mount, make_node,
-                               query_image, send_and_wait, wait_for)
 
 
 def _counts(node: Any) -> dict[str, int]:

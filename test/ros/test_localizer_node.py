@@ -10,15 +10,30 @@ import pytest
 from geometry_msgs.msg import PoseWithCovarianceStamped
 from lifecycle_msgs.msg import State
 from rclpy.lifecycle import TransitionCallbackReturn
+from ros_graph_helpers import (
+    K_DEMO,
+    Probe,
+    RosGraph,
+    active_node,
+    camera_mount,
+    make_node,
+    noise_image,
+    query_gt,
+    query_image,
+    send_and_wait,
+    wait_for,
+)
 from std_srvs.srv import Trigger
 
 from mast3r_ros.core.geometry.se3 import invert_pose, pose_errors
-from mast3r_ros.ros.common.conversions import (cloud_to_points, matrix_to_pose, pose_to_matrix,
-                                               sec_to_stamp)
+from mast3r_ros.ros.common.conversions import (
+    cloud_to_points,
+    matrix_to_pose,
+    pose_to_matrix,
+    sec_to_stamp,
+)
 from mast3r_ros.ros.common.transforms import covariance_to_base, matrix_to_xyzquat
 from mast3r_ros.srv import LoadMap
-from ros_graph_helpers import (K_DEMO, Probe, RosGraph, active_node, camera_mount, make_node,
-                               noise_image, query_gt, query_image, send_and_wait, wait_for)
 
 SUCCESS = TransitionCallbackReturn.SUCCESS
 FAILURE = TransitionCallbackReturn.FAILURE

@@ -9,13 +9,12 @@ from pathlib import Path
 
 import pytest
 from rclpy.parameter import Parameter
+from ros_graph_helpers import K_DEMO, RosGraph, active_node, query_image, send_and_wait, wait_for
 
 from mast3r_ros.ros.common.conversions import cloud_to_points
-from ros_graph_helpers import (K_DEMO, RosGraph, active_node, query_image, send_and_wait,
-                              wait_for)
 
 
-def _set(node, name: str, value) -> tuple[bool, str]:  # noqa: ANN001 - the node under test
+def _set(node, name: str, value) -> tuple[bool, str]:
     result = node.set_parameters([Parameter(name, value=value)])[0]
     return result.successful, result.reason
 
@@ -77,8 +76,8 @@ def test_node_parameters_take_effect_at_run_time(graph: RosGraph, small_map_dir:
     assert _set(node, "max_inlier_points", 10)[0]
     assert _set(node, "map_frame", "world")[0]
     assert _set(node, "map_cloud_points", 100)[0]  # the latched map is republished at once
-    assert wait_for(lambda: probe.got["map_cloud"][-1].header.frame_id == "world", 5.0)
-    assert len(cloud_to_points(probe.got["map_cloud"][-1])) <= 100
+    assert wait_for(lambda: probe.got["map_cloud"][-1].header.frame_id == "world"
+                    and len(cloud_to_points(probe.got["map_cloud"][-1])) <= 100, 5.0)
     status = send_and_wait(node, probe, query_image(1, 11.0), info)
     assert status.success and status.header.frame_id == "world"
     assert wait_for(lambda: probe.got["inliers"][-1].header.stamp == status.header.stamp, 5.0)

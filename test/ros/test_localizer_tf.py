@@ -11,16 +11,29 @@ from typing import Any
 import numpy as np
 from nav_msgs.msg import Odometry
 from rclpy.parameter import Parameter
+from ros_graph_helpers import (
+    K_DEMO,
+    OdomStreamer,
+    Probe,
+    RosGraph,
+    active_node,
+    camera_mount,
+    query_gt,
+    send_and_wait,
+    wait_for,
+)
 from std_srvs.srv import Trigger
 
 from mast3r_ros.core.map import read_rgb
-from mast3r_ros.ros.common.conversions import (matrix_to_pose, pose_to_matrix, rgb_to_image,
-                                               stamp_to_sec)
+from mast3r_ros.ros.common.conversions import (
+    matrix_to_pose,
+    pose_to_matrix,
+    rgb_to_image,
+    stamp_to_sec,
+)
 from mast3r_ros.ros.common.tf_io import transform_to_xyzq
 from mast3r_ros.ros.common.transforms import xyzquat_to_matrix
 from mast3r_ros.srv import LoadMap
-from ros_graph_helpers import (K_DEMO, OdomStreamer, Probe, RosGraph, active_node, camera_mount,
-                               query_gt, send_and_wait, wait_for)
 
 T_ODOM_BASE = xyzquat_to_matrix([1.5, -0.4, 0.0, 0.0, 0.0, 0.38, 0.925])  # a parked robot
 

@@ -13,21 +13,27 @@ from typing import Any, Iterator
 import cv2
 import numpy as np
 import pytest
-from nav_msgs.msg import Odometry, Path as PathMsg
+from nav_msgs.msg import Odometry
+from nav_msgs.msg import Path as PathMsg
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from ros_graph_helpers import K_DEMO, Probe, RosGraph, camera_mount, wait_for
 from sensor_msgs.msg import CompressedImage
 from std_srvs.srv import Trigger
 
-from mast3r_ros.ros.common.tf_io import TransformUnavailable
-from ros_graph_helpers import K_DEMO, Probe, RosGraph, camera_mount, wait_for
 from mast3r_ros.core.config import LocalizerConfig
 from mast3r_ros.core.localizer import Localizer
 from mast3r_ros.core.map import load_map
 from mast3r_ros.core.types import Frame
-from mast3r_ros.ros.common.conversions import (cloud_to_points, matrix_to_pose, pose_to_matrix,
-                                        rgb_to_image, sec_to_stamp)
+from mast3r_ros.ros.common.conversions import (
+    cloud_to_points,
+    matrix_to_pose,
+    pose_to_matrix,
+    rgb_to_image,
+    sec_to_stamp,
+)
+from mast3r_ros.ros.common.tf_io import TransformUnavailable
 from mast3r_ros.ros.mapper.node import MapperNode
 from mast3r_ros.srv import LoadMap
 
@@ -171,7 +177,8 @@ def test_odometry_topic_motion_selects_keyframes(rig: Any, frames: list[np.ndarr
             odom = Odometry()
             odom.header.stamp = sec_to_stamp(t)
             odom.pose.pose = matrix_to_pose(T)
-            assert wait_for(lambda: (probe.odom_pub.publish(odom), _odom_known(node, t))[1], 5.0)
+            sent = lambda o=odom, t=t: (probe.odom_pub.publish(o), _odom_known(node, t))[1]  # noqa: E731
+            assert wait_for(sent, 5.0)
         info = probe.camera_info(K_DEMO, 640, 480)
         for t in stamps:  # the same view each time: only odometry motion can make keyframes
             _send(node, probe, _img(frames[1], t), info)

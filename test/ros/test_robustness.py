@@ -3,23 +3,22 @@ backpressure test slows it to ~1 s per frame, see ``SlowLocalizer``)."""
 
 from __future__ import annotations
 
-import tracemalloc
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+from ros_graph_helpers import K_DEMO as K
+from ros_graph_helpers import RosGraph, query_gt, query_image, wait_for
+from ros_graph_helpers import active_node as _active
+from ros_graph_helpers import noise_image as _image
+from ros_graph_helpers import send_and_wait as _send_and_wait
 from sensor_msgs.msg import CompressedImage, Image
 
 from mast3r_ros.core.map import read_rgb
 from mast3r_ros.ros.common.conversions import sec_to_stamp, stamp_to_sec
-from ros_graph_helpers import K_DEMO as K
-from ros_graph_helpers import RosGraph
-from ros_graph_helpers import active_node as _active
-from ros_graph_helpers import noise_image as _image
-from ros_graph_helpers import query_gt, query_image, wait_for
-from ros_graph_helpers import send_and_wait as _send_and_wait
 
 
 def _raw(stamp: float, encoding: str, w: int, h: int, step: int, nbytes: int) -> Image:

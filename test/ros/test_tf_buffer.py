@@ -12,8 +12,12 @@ from scipy.spatial.transform import Rotation
 
 from mast3r_ros.core.geometry.se3 import invert_pose, so3_exp, so3_log
 from mast3r_ros.ros.common.tf_buffer import TransformBuffer, TransformUnavailable
-from mast3r_ros.ros.common.transforms import (covariance_to_base, interpolate_pose,
-                                              matrix_to_xyzquat, xyzquat_to_matrix)
+from mast3r_ros.ros.common.transforms import (
+    covariance_to_base,
+    interpolate_pose,
+    matrix_to_xyzquat,
+    xyzquat_to_matrix,
+)
 
 S = 1_000_000_000  # ns per second
 
@@ -145,7 +149,8 @@ def test_lookup_waits_for_data_up_to_the_timeout() -> None:
 
 # ---------------------------------------------------------------- covariance through the extrinsic
 def _perturb(T: np.ndarray, d: np.ndarray) -> np.ndarray:
-    """The ROS / core convention: position + d[:3] in the map, rotation Exp(d[3:]) about map axes."""
+    """The ROS / core convention: position + d[:3] in the map, rotation Exp(d[3:]) about the
+    map axes."""
     out = T.copy()
     out[:3, :3] = so3_exp(d[3:]) @ T[:3, :3]
     out[:3, 3] = T[:3, 3] + d[:3]

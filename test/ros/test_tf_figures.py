@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-
-from mast3r_ros.ros.common.graph_procs import ros_env, start_node, stop_process
 from ros_graph_helpers import K_DEMO, REPO, RosGraph, camera_mount, queries
 from tf_scenario import TfScenario
+
+from mast3r_ros.ros.common.graph_procs import ros_env, start_node, stop_process
 
 IMAGE, INFO = "/camera/color/image_raw", "/camera/color/camera_info"
 

@@ -2,23 +2,25 @@
 figures of issue 11 measured through a TF buffer.
 
 Used by the CI test (``test_tf_figures.py``: the localizer as a process, our internal buffer), by
-the launch_testing tests (``test/launch``: the real launch file, ``tf2_ros`` where it imports) and by
-``tools/check_tf_integration.py`` (real ``ros2 launch``), so that all report the same figures.
+the launch_testing tests (``test/launch``: the real launch file, ``tf2_ros`` where it imports)
+and by ``tools/check_tf_integration.py`` (real ``ros2 launch``), so that all report the same
+figures.
 
 The robot: at query ``i`` its base is at ``T_map_base_i = T_map_cam_i (GT) @ inv(T_base_cam)``. It
 moves from one query pose to the next in ``move_s`` seconds and stops; its odometry
 ``odom -> base_link`` (``odom_hz``, stamped now) drifts slowly against the map (the true
 ``map -> odom`` changes from query to query). When it stops, the camera image of the query is
 published stamped exactly at an odometry sample and re-sent until the node's status for that stamp
-arrives (lockstep; one image is sent first, before the robot moves, to wait for the node to be up). ``settle_s`` later, TF is read at the latest time:
+arrives (lockstep; one image is sent first, before the robot moves, to wait for the node to be
+up). ``settle_s`` later, TF is read at the latest time:
 
 * ``map -> camera_optical_frame`` against the query's ground truth (median over the queries);
 * ``map -> base_link`` against the pose the node published for that image (max over the queries);
 
-and, from the first correction on, a probe thread looks ``map -> base_link`` up at time 0 every ``1 / probe_hz`` s and
-records how old the newest resolvable transform is, while images flow and for ``after_s`` seconds
-after the last one (odometry still running), plus whether ``map -> odom`` resolves at ``now``
-(held to the same 99 %).
+and, from the first correction on, a probe thread looks ``map -> base_link`` up at time 0 every
+``1 / probe_hz`` s and records how old the newest resolvable transform is, while images flow and
+for ``after_s`` seconds after the last one (odometry still running), plus whether
+``map -> odom`` resolves at ``now`` (held to the same 99 %).
 """
 
 from __future__ import annotations
@@ -37,8 +39,7 @@ from mast3r_ros.core.map import read_rgb
 from mast3r_ros.ros.common.conversions import pose_to_matrix, rgb_to_image
 from mast3r_ros.ros.common.outputs import transform_msg
 from mast3r_ros.ros.common.tf_io import TfIo, TransformUnavailable
-from mast3r_ros.ros.common.transforms import (interpolate_pose, matrix_to_xyzquat,
-                                              xyzquat_to_matrix)
+from mast3r_ros.ros.common.transforms import interpolate_pose, matrix_to_xyzquat, xyzquat_to_matrix
 
 __all__ = ["ScenarioFigures", "TfScenario", "TARGETS"]
 
@@ -223,6 +224,10 @@ class TfScenario:
                     return self.statuses[key]
         return None
 
+    def _wait_pose(self, key: tuple[int, int]) -> None:
+        with self._got:
+            self._got.wait_for(lambda: key in self.poses, 2.0)
+
     def _check_tf(self, i: int, key: tuple[int, int]) -> Optional[tuple[float, ...]]:
         try:
             T_map_cam, _ = self.tf.lookup("map", self.camera_frame)
@@ -261,9 +266,8 @@ class TfScenario:
                 stamp = self._arrived[i]
                 status = self._send_image(images[i], stamp)
                 key = (stamp.sec, stamp.nanosec)
-                with self._got:  # the pose is sent before the status, but on another topic
-                    self._got.wait_for(lambda: key in self.poses or not status or
-                                       not status.success, 2.0)
+                if status is not None and status.success:
+                    self._wait_pose(key)  # sent before the status, but on another topic
                 if status is None or not status.success or key not in self.poses:
                     f.notes.append(f"query {i}: " + (status.reason if status else "no status"))
                     continue
