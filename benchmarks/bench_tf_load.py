@@ -11,7 +11,8 @@ plus a static camera mounting. Per processed frame it reads, from the node's sta
 
 After a warm-up run, ``--runs`` pairs of runs (no TF, TF) of ``--run-s`` seconds each; per run the
 median, per condition the median of the runs, and the ratio TF / no TF measured in the same
-session. Prints one JSON line. Never run in CI.
+session (also the median of the per-pair ratios, which cancels slow changes of the machine's
+load; the 1-minute load average is reported). Prints one JSON line. Never run in CI.
 
 Usage (``source tools/ros_env.sh`` first): ``.venv/bin/python -m benchmarks.bench_tf_load``
 """
@@ -125,8 +126,8 @@ class Feeder:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--run-s", type=float, default=12.0)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--run-s", type=float, default=10.0)
     ap.add_argument("--image-hz", type=float, default=30.0)
     ap.add_argument("--tf-hz", type=float, default=100.0)
     args = ap.parse_args()
@@ -174,6 +175,9 @@ def main() -> int:
            "warmup": warmup, "per_run": runs,
            "core_ms_no_tf": med["no_tf"]["core_ms"], "core_ms_tf": med["tf"]["core_ms"],
            "core_ratio_tf_vs_no_tf": med["tf"]["core_ms"] / med["no_tf"]["core_ms"],
+           "core_ratio_paired_median": float(np.median([t["core_ms"] / n["core_ms"] for n, t in
+                                                        zip(runs["no_tf"], runs["tf"])])),
+           "load_average_1min": os.getloadavg()[0],
            "overhead_ms_no_tf": med["no_tf"]["overhead_ms"],
            "overhead_ms_tf": med["tf"]["overhead_ms"],
            "localizer_exit_code": code, "device": "cpu", "cpus": os.cpu_count(),
