@@ -29,8 +29,9 @@ from mast3r_ros.core.geometry.camera import intrinsics_problem, scale_intrinsics
 
 __all__ = [
     "ENCODINGS", "image_to_rgb", "compressed_to_rgb", "rgb_to_image", "camera_info_to_K",
-    "K_for_image", "stamp_to_sec", "sec_to_stamp", "matrix_to_pose", "pose_to_matrix",
-    "matrix_to_transform", "points_to_cloud", "cloud_to_points", "covariance_to_ros",
+    "K_for_image", "stamp_to_sec", "sec_to_stamp", "stamp_to_ns", "ns_to_stamp",
+    "matrix_to_pose", "pose_to_matrix", "matrix_to_transform", "points_to_cloud",
+    "cloud_to_points", "covariance_to_ros",
 ]
 
 #: encoding -> (channels, numpy dtype, OpenCV conversion to RGB or None)
@@ -54,7 +55,7 @@ DEFAULT_MAX_PIXELS = 4096 * 4096
 def _cv_bridge() -> Any:
     """A ``cv_bridge.CvBridge`` when the ROS 2 package imports, else None."""
     try:
-        from cv_bridge import CvBridge  # type: ignore[import-not-found]
+        from cv_bridge import CvBridge
     except Exception:  # noqa: BLE001 - absent or broken (PyPI's ROS 1 cv-bridge): use ours
         return None
     return CvBridge()
@@ -89,18 +90,22 @@ def image_to_rgb(msg: Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray
     _check_size(width, height, max_pixels)
     itemsize = np.dtype(dtype).itemsize
     row_bytes = width * channels * itemsize
+    n = len(msg.data)
+    # every size check comes before any allocation: nothing below depends on step beyond n bytes
     if step < row_bytes:
         raise ImageError(f"image step {step} < width*channels*bytes = {row_bytes} ({enc})")
-    if len(msg.data) < step * (height - 1) + row_bytes:
-        raise ImageError(f"image data truncated: {len(msg.data)} bytes for {height} rows of "
-                         f"step {step}")
+    if n < step * (height - 1) + row_bytes:
+        raise ImageError(f"image data truncated: {n} bytes for {height} rows of step {step}")
+    if step > n:  # only reachable with one row
+        raise ImageError(f"image step {step} exceeds the data size ({n} bytes): a row cannot be "
+                         "longer than the whole image; check the camera driver")
     bridge = _cv_bridge()
     if bridge is not None and itemsize == 1:
         return np.ascontiguousarray(bridge.imgmsg_to_cv2(msg, desired_encoding="rgb8"))
-    buf = np.frombuffer(msg.data, dtype=np.uint8, count=min(len(msg.data), step * height))
-    if buf.size < step * height:  # last row without its padding
-        buf = np.concatenate([buf, np.zeros(step * height - buf.size, np.uint8)])
-    rows = buf.reshape(height, step)[:, :row_bytes]
+    buf = np.frombuffer(msg.data, dtype=np.uint8, count=n)
+    # a strided view of the rows (the last row may lack its padding): no copy, no padding buffer
+    rows = np.lib.stride_tricks.as_strided(buf, shape=(height, row_bytes), strides=(step, 1),
+                                           writeable=False)
     if itemsize == 1:
         img = rows.reshape(height, width, channels)
     else:
@@ -173,6 +178,16 @@ def K_for_image(K: np.ndarray, info_size: tuple[int, int],
 def stamp_to_sec(stamp: Time) -> float:
     """ROS time to float seconds."""
     return float(stamp.sec) + 1e-9 * float(stamp.nanosec)
+
+
+def stamp_to_ns(stamp: Time) -> int:
+    """ROS time to integer nanoseconds (exact)."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def ns_to_stamp(ns: int) -> Time:
+    """Integer nanoseconds (>= 0) to ROS time (exact)."""
+    return Time(sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
 
 
 def sec_to_stamp(t: float) -> Time:

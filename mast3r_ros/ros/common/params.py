@@ -40,8 +40,8 @@ class ParamSpec:
 def _default_of(f: dataclasses.Field) -> Any:
     if f.default is not MISSING:
         return f.default
-    if f.default_factory is not MISSING:  # type: ignore[misc]
-        return f.default_factory()  # type: ignore[misc]
+    if f.default_factory is not MISSING:
+        return f.default_factory()
     raise ConfigError(f"config field {f.name} has no default; every config field needs one")
 
 

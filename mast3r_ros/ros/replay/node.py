@@ -33,8 +33,8 @@ from mast3r_ros.core.config import opt, validate_fields
 from mast3r_ros.core.errors import ConfigError, InputError
 from mast3r_ros.core.map import read_matrix, read_rgb
 from mast3r_ros.msg import LocalizationStatus
-from mast3r_ros.ros.conversions import rgb_to_image, sec_to_stamp, stamp_to_sec
-from mast3r_ros.ros.params import config_from_values, declare_spec, iter_param_specs
+from mast3r_ros.ros.common.conversions import rgb_to_image, sec_to_stamp, stamp_to_sec
+from mast3r_ros.ros.common.params import config_from_values, declare_spec, iter_param_specs
 
 __all__ = ["ReplayConfig", "ReplayNode", "iter_folder", "iter_bag", "main"]
 
