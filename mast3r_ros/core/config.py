@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional
 
 from mast3r_ros.core.errors import ConfigError
 
@@ -35,7 +35,9 @@ __all__ = [
     "PoseGraphConfig",
     "LoopClosureConfig",
     "SlamConfig",
-    "config_fields",
+    "field_default",
+    "leaf_fields",
+    "config_from_flat",
     "make_config",
 ]
 
@@ -85,9 +87,53 @@ def make_config(cls: type, kwargs: dict[str, Any]) -> Any:
         raise ConfigError(f"invalid {cls.__name__} values: {exc}") from exc
 
 
-def config_fields(cls: type) -> list[dataclasses.Field]:
-    """The fields of a config dataclass (for deriving ROS parameters and CLI flags)."""
-    return list(dataclasses.fields(cls))
+def field_default(f: dataclasses.Field) -> Any:
+    """The default of a config field (a fresh instance for a nested config).
+
+    Raises:
+        ConfigError: the field has no default (every config field needs one).
+    """
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    raise ConfigError(f"config field {f.name} has no default; every config field needs one")
+
+
+def leaf_fields(cls: type, prefix: str = "") -> Iterator[tuple[str, dataclasses.Field, Any]]:
+    """``(dotted name, field, default)`` of every leaf field of a config dataclass, nested
+    configs recursed (``pose.min_inliers``): what ROS parameters and CLI options derive from."""
+    for f in dataclasses.fields(cls):
+        default = field_default(f)
+        if dataclasses.is_dataclass(default):
+            yield from leaf_fields(type(default), f"{prefix}{f.name}.")
+        else:
+            yield f"{prefix}{f.name}", f, default
+
+
+def config_from_flat(cls: type, values: Mapping[str, Any], prefix: str = "",
+                     convert: Optional[Callable[[Any, Any], Any]] = None) -> Any:
+    """Build ``cls`` from ``{dotted name: value}``; names not given keep their defaults.
+
+    Args:
+        cls: the config dataclass.
+        values: flat values (extra names are ignored).
+        prefix: prefix of this class's names in ``values``.
+        convert: ``(default, value) -> value`` applied to every given value (e.g. list ->
+            tuple for tuple fields).
+
+    Raises:
+        ConfigError: a value out of range, of the wrong type or inconsistent.
+    """
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        default = field_default(f)
+        name = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(default):
+            kwargs[f.name] = config_from_flat(type(default), values, f"{name}.", convert)
+        elif name in values:
+            kwargs[f.name] = convert(default, values[name]) if convert else values[name]
+    return make_config(cls, kwargs)
 
 
 @dataclass(frozen=True)

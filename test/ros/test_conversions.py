@@ -90,7 +90,7 @@ def test_d4_huge_step_rejected_before_any_allocation() -> None:
     msg = Image(height=1, width=640, encoding="rgb8", step=2**32 - 1, data=bytes(1920))
     tracemalloc.start()
     try:
-        with pytest.raises(ImageError, match="step 4294967295 exceeds the data size"):
+        with pytest.raises(ImageError, match="step 4294967295"):
             cv.image_to_rgb(msg)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
@@ -109,7 +109,7 @@ def test_compressed_roundtrip_and_corrupt(rng: np.random.Generator) -> None:
     np.testing.assert_array_equal(out, rgb)
     with pytest.raises(ImageError, match="cannot decode"):
         cv.compressed_to_rgb(CompressedImage(format="png", data=png[:40]))
-    with pytest.raises(ImageError, match="no data"):
+    with pytest.raises(ImageError, match="empty"):
         cv.compressed_to_rgb(CompressedImage(format="jpeg", data=b""))
     with pytest.raises(ImageError, match="exceeds"):
         cv.compressed_to_rgb(CompressedImage(format="png", data=png), max_pixels=100)
