@@ -116,7 +116,8 @@ class LocalizerNodeConfig:
                                      range=(0.0, 10.0))
     transform_timeout: float = opt(0.1, _TIMEOUT_HELP, range=(0.0, 5.0))
     require_camera_info: bool = opt(True, "wait for camera_info; False lets the backend estimate K")
-    max_image_pixels: int = opt(InputConfig.max_image_pixels, "larger images are rejected (width*height)",
+    max_image_pixels: int = opt(InputConfig.max_image_pixels,
+                                "larger images are rejected (width*height)",
                                 range=(256, 100_000_000))
     max_stamp_regression: float = opt(0.0, "frames whose stamp goes back by more than this (s) "
                                             "are rejected once and the tracking state is reset",
@@ -174,7 +175,8 @@ class MapperNodeConfig:
     build_period: float = opt(0.0, "seconds between automatic alignments when keyframes were "
                                    "added (0 = only on the build_map service)", range=(0.0, None),
                               read_only=True)
-    max_image_pixels: int = opt(InputConfig.max_image_pixels, "larger images are rejected (width*height)",
+    max_image_pixels: int = opt(InputConfig.max_image_pixels,
+                                "larger images are rejected (width*height)",
                                 range=(256, 100_000_000))
     map_cloud_points: int = opt(50_000, "points in the latched map cloud", range=(0, None))
     diagnostics_period: float = opt(1.0, "seconds between /diagnostics messages",
