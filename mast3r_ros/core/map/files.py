@@ -21,8 +21,8 @@ from pathlib import Path
 
 from mast3r_ros.core.errors import MapError, MapFormatError, MapLockedError
 
-__all__ = ["open_regular", "read_small", "pread_exact", "fsync_dir", "write_all", "write_error",
-           "writing", "MapLock", "LOCK_NAME"]
+__all__ = ["open_regular", "check_dir", "read_small", "pread_exact", "fsync_dir", "write_all",
+           "write_error", "writing", "MapLock", "LOCK_NAME"]
 
 #: lock file of a map directory (kept; it is the store's own)
 LOCK_NAME = ".lock"
@@ -56,6 +56,22 @@ def open_regular(path: Path) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def check_dir(path: Path) -> None:
+    """Refuse a path that is not a real directory (a link to one included).
+
+    Raises:
+        MapFormatError: missing, a symbolic link, or not a directory.
+    """
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError as exc:
+        raise MapFormatError(f"{path} is missing ({exc.strerror}); the map is incomplete, "
+                             "restore or rebuild it") from exc
+    if not stat.S_ISDIR(mode):
+        raise MapFormatError(f"{path} is not a directory (links are refused); restore or rebuild "
+                             "the map")
 
 
 def pread_exact(fd: int, nbytes: int, offset: int, what: str) -> bytearray:

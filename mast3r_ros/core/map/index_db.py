@@ -34,10 +34,11 @@ from mast3r_ros.core.map.format import (
 )
 from mast3r_ros.core.map.keyframe import KeyframeRecord, MapMeta
 
-__all__ = ["IndexContent", "connect", "read_index", "insert_row", "record_values", "MAX_KEYFRAMES"]
+__all__ = ["IndexContent", "connect", "read_index", "insert_row", "record_values", "check_cells",
+           "MAX_KEYFRAMES"]
 
 #: a map index may not list more keyframes than this
-MAX_KEYFRAMES = 10_000_000
+MAX_KEYFRAMES = 2_000_000
 #: any single SQL statement on a map index is aborted after this many seconds
 _STATEMENT_SECONDS = 120.0
 _MAX_TEXT = 4096
@@ -205,14 +206,29 @@ def _record(row: tuple, config: MapStoreConfig, where: str, k_seen: dict[bytes, 
     return seq, rec, bool(has_f)
 
 
+def check_cells(con: sqlite3.Connection, table: str, columns: tuple[str, ...], max_rows: int,
+                max_cell: int, where: str) -> None:
+    """Refuse a table with more rows or larger values than a map can have, before any row is
+    fetched (a hostile index cannot make the reader allocate gigabytes)."""
+    sizes = ", ".join(f"MAX(length(CAST({c} AS BLOB)))" for c in columns)
+    n, *cells = con.execute(f"SELECT COUNT(*), {sizes} FROM {table}").fetchone()
+    if n > max_rows or any(c is not None and c > max_cell for c in cells):
+        raise MapFormatError(f"{where}: table {table} holds {n} rows (at most {max_rows}) or "
+                             f"values larger than {max_cell} bytes (JSON, text or blob): not a "
+                             "map this store wrote; restore or rebuild it")
+
+
+#: most rows and largest value of each table
+_LIMITS = {"info": (64, 4096), "encoder": (1, 4096), "files": (16, 64),
+           "keyframes": (MAX_KEYFRAMES, 64 * 96)}
+
+
 def _check_tables(con: sqlite3.Connection, where: str) -> None:
     kinds = dict(con.execute("SELECT name, type FROM sqlite_master"))
     for table in TABLE_COLUMNS:
         if kinds.get(table) != "table":
             raise MapFormatError(f"{where}: the index has no table {table!r}")
-    n = con.execute("SELECT COUNT(*) FROM keyframes").fetchone()[0]
-    if n > MAX_KEYFRAMES:
-        raise MapFormatError(f"{where}: {n} keyframes are more than a map can hold")
+        check_cells(con, table, TABLE_COLUMNS[table], *_LIMITS[table], where)
 
 
 def _read(con: sqlite3.Connection, version_dir: Path, config: MapStoreConfig) -> IndexContent:

@@ -42,9 +42,9 @@ from mast3r_ros.core.config import MapStoreConfig
 from mast3r_ros.core.errors import ImageError, InputError, MapFormatError
 from mast3r_ros.core.features import EncoderId, Features, Mast3rFeatures, features_from_arrays
 from mast3r_ros.core.io.image import decode_image_bytes, max_file_bytes
-from mast3r_ros.core.map.files import open_regular
+from mast3r_ros.core.map.files import check_dir, open_regular
 from mast3r_ros.core.map.format import DTYPES
-from mast3r_ros.core.map.index_db import connect
+from mast3r_ros.core.map.index_db import check_cells, connect
 from mast3r_ros.core.map.keyframe import Keyframe, KeyframeMap, MapMeta
 from mast3r_ros.core.types import Encoding
 
@@ -54,7 +54,9 @@ logger = logging.getLogger(__name__)
 
 LEGACY_INDEX = "map.sqlite"
 _MAX_JSON = 65536
-_MAX_TOKENS, _MAX_CHANNELS = 1 << 16, 1 << 12
+#: schema-1 maps were read whole into memory; none had more keyframes than this
+_MAX_V1_KEYFRAMES = 100_000
+_MAX_CHANNELS = 2048
 _MAX_FEATURE_BYTES = 64 << 20
 #: errors of malformed input raised by zipfile / numpy / PIL / json parsing
 _PARSE_ERRORS = (ValueError, SyntaxError, EOFError, OSError, KeyError, RuntimeError, TypeError,
@@ -86,10 +88,11 @@ def _matrix(text: Any, n: int, what: str) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------ arrays
-def _read_npy(f: IO[bytes], what: str, dtype: Optional[str], shape_ok: Callable[[tuple], bool],
-              max_bytes: int) -> np.ndarray:
-    """One ``.npy`` stream: header checked (dtype, shape, size) before the data is read
-    (``dtype`` None: any dtype of :data:`DTYPES`)."""
+def _read_npy(f: IO[bytes], size: int, what: str, dtype: Optional[str],
+              shape_ok: Callable[[tuple], bool], max_bytes: int) -> np.ndarray:
+    """One ``.npy`` stream of ``size`` bytes: header checked (dtype, shape, bytes against
+    ``max_bytes`` and against what the stream holds) before the data is read (``dtype`` None:
+    any dtype of :data:`DTYPES`)."""
     version = np.lib.format.read_magic(f)
     reader = {(1, 0): np.lib.format.read_array_header_1_0,
               (2, 0): np.lib.format.read_array_header_2_0}.get(version)
@@ -102,6 +105,9 @@ def _read_npy(f: IO[bytes], what: str, dtype: Optional[str], shape_ok: Callable[
     nbytes = math.prod(shape) * dt.itemsize
     if nbytes > max_bytes:
         raise MapFormatError(f"{what}: shape {shape} needs {nbytes} bytes, more than {max_bytes}")
+    if nbytes != size - f.tell():
+        raise MapFormatError(f"{what}: truncated or padded: the header says {nbytes} bytes of "
+                             f"data, the file holds {size - f.tell()}")
     data, done = bytearray(nbytes), 0  # writable: tensors may be made from it
     view = memoryview(data)
     while done < nbytes:
@@ -112,11 +118,17 @@ def _read_npy(f: IO[bytes], what: str, dtype: Optional[str], shape_ok: Callable[
     return np.frombuffer(data, dt).reshape(shape)
 
 
+def _open(path: Path) -> int:
+    """A regular file of the version, in a real subdirectory (no links on the way)."""
+    check_dir(path.parent)
+    return open_regular(path)
+
+
 def _read_npz(path: Path, want: Mapping[str, tuple[Optional[str], Callable[[tuple], bool], int]]
               ) -> dict[str, np.ndarray]:
     """The members ``want`` of an ``.npz`` file ({name: (dtype, shape check, max bytes)}); with
     ``want`` empty, every member (at most 8, any allowed dtype, 64 MiB each)."""
-    fd = open_regular(path)
+    fd = _open(path)
     bound = 2 * sum(m for _, _, m in want.values()) + 65536
     with os.fdopen(fd, "rb") as f:
         size = os.fstat(fd).st_size
@@ -131,8 +143,10 @@ def _read_npz(path: Path, want: Mapping[str, tuple[Optional[str], Callable[[tupl
                         raise MapFormatError(f"{path}: unexpected members {z.namelist()[:9]}")
                     want = {n: (None, lambda s: len(s) <= 4, _MAX_FEATURE_BYTES) for n in names}
                 for name, (dtype, ok, max_bytes) in want.items():
-                    with z.open(f"{name}.npy") as m:
-                        out[name] = _read_npy(m, f"{path}:{name}", dtype, ok, max_bytes)
+                    info = z.getinfo(f"{name}.npy")
+                    with z.open(info) as m:
+                        out[name] = _read_npy(m, info.file_size, f"{path}:{name}", dtype, ok,
+                                              max_bytes)
                 return out
         except _PARSE_ERRORS as exc:
             raise MapFormatError(f"{path}: corrupt .npz ({type(exc).__name__}: {exc})") from exc
@@ -140,7 +154,7 @@ def _read_npz(path: Path, want: Mapping[str, tuple[Optional[str], Callable[[tupl
 
 def _read_png(path: Path, w: int, h: int, config: MapStoreConfig) -> np.ndarray:
     """A keyframe image, its size read from the header before anything is decoded."""
-    fd = open_regular(path)
+    fd = _open(path)
     with os.fdopen(fd, "rb") as f:
         data = f.read(max_file_bytes(config.max_image_pixels) + 1)
     try:
@@ -165,7 +179,8 @@ def _descriptors(vdir: Path, shape: Any, n: int) -> Optional[np.ndarray]:
     path = vdir / "global_desc.npy"
     with os.fdopen(open_regular(path), "rb") as f:
         try:
-            d = _read_npy(f, str(path), "<f4", lambda s: s == (n, dim), 4 * n * dim)
+            d = _read_npy(f, os.fstat(f.fileno()).st_size, str(path), "<f4",
+                          lambda s: s == (n, dim), 4 * n * dim)
         except _PARSE_ERRORS as exc:
             raise MapFormatError(f"{path}: corrupt ({type(exc).__name__}: {exc})") from exc
     with np.errstate(over="ignore", invalid="ignore"):
@@ -201,11 +216,11 @@ def _encoder(raw: dict[str, Any]) -> Optional[EncoderId]:
         if not isinstance(enc, dict) or set(enc) != set(names) or not all(
                 isinstance(enc[n], str) for n in names if n != "image_size"):
             raise MapFormatError("meta encoder must hold the six EncoderId fields")
-        _int(enc["image_size"], "meta encoder image_size", 0, 65536)
+        _int(enc["image_size"], "meta encoder image_size", 0, 2048)
         return EncoderId(**{n: enc[n] for n in names})
     if raw.get("backend") != "mast3r":
         return None
-    size = _int(raw.get("image_size"), "meta image_size", 16, 65536)
+    size = _int(raw.get("image_size"), "meta image_size", 16, 2048)
     return EncoderId("mast3r", raw.get("model_id", ""), size, raw.get("preprocessing", ""),
                      raw.get("descriptor", ""), Mast3rFeatures.KIND)
 
@@ -217,13 +232,18 @@ def _features(vdir: Path, kid: int, encoder: EncoderId, typed: bool) -> Features
             return features_from_arrays(encoder.features, _read_npz(path, {}))
         except InputError as exc:
             raise MapFormatError(f"{path}: {exc}") from exc
-    got = _read_npz(path, {
-        "feat": ("<f4", lambda s: len(s) == 2 and 0 < s[0] <= _MAX_TOKENS
-                 and 0 < s[1] <= _MAX_CHANNELS, 4 * _MAX_TOKENS * _MAX_CHANNELS),
-        "true_shape": ("<i8", lambda s: s == (2,), 16)})
+    h, w = (int(v) for v in _read_npz(path, {"true_shape": ("<i8", lambda s: s == (2,), 16)})
+            ["true_shape"])
+    if not (0 < h <= encoder.image_size and 0 < w <= encoder.image_size and h % 16 == w % 16 == 0):
+        raise MapFormatError(f"{path}: true_shape {(h, w)} does not fit image size "
+                             f"{encoder.image_size}")
+    tokens = (h // 16) * (w // 16)
+    feat = _read_npz(path, {"feat": ("<f4", lambda s: len(s) == 2 and s[0] == tokens
+                                     and 0 < s[1] <= _MAX_CHANNELS,
+                                     4 * tokens * _MAX_CHANNELS)})["feat"]
     try:
-        return Mast3rFeatures.from_arrays({"tokens": got["feat"].astype(np.float16),
-                                           "true_shape": got["true_shape"]})
+        return Mast3rFeatures.from_arrays({"tokens": feat.astype(np.float16),
+                                           "true_shape": np.array([h, w], np.int64)})
     except InputError as exc:
         raise MapFormatError(f"{path}: {exc}") from exc
 
@@ -259,11 +279,13 @@ def load_v1(vdir: Path, config: MapStoreConfig) -> KeyframeMap:
         MapFormatError: anything malformed, with the keyframe or file at fault.
     """
     con = connect(vdir / LEGACY_INDEX, write=False)
+    cols = ("id", "idx", "width", "height", "K", "T_map_cam", "stamp", "has_depth", "has_pointmap",
+            "has_features")
     try:
+        check_cells(con, "meta", ("key", "value"), 64, _MAX_JSON, str(vdir))
+        check_cells(con, "keyframes", cols, _MAX_V1_KEYFRAMES, 2048, str(vdir))
         raw = _meta(con, vdir)
-        rows = list(con.execute("SELECT id, idx, width, height, K, T_map_cam, stamp, has_depth, "
-                                "has_pointmap, has_features FROM keyframes ORDER BY idx "
-                                "LIMIT 1000001"))
+        rows = list(con.execute(f"SELECT {', '.join(cols)} FROM keyframes ORDER BY idx"))
     except sqlite3.Error as exc:
         raise MapFormatError(f"{vdir / LEGACY_INDEX}: {exc}; rebuild the map") from exc
     finally:

@@ -25,7 +25,7 @@ from mast3r_ros.core.config import MapStoreConfig
 from mast3r_ros.core.errors import InputError, MapFormatError
 from mast3r_ros.core.features import Features, features_from_arrays
 from mast3r_ros.core.map.cache import ByteLRU
-from mast3r_ros.core.map.files import open_regular, pread_exact
+from mast3r_ros.core.map.files import check_dir, open_regular, pread_exact
 from mast3r_ros.core.map.format import DATA, Extent, content_hash
 from mast3r_ros.core.map.index_db import IndexContent, read_index
 from mast3r_ros.core.map.keyframe import Keyframe, KeyframeMap, KeyframeRecord
@@ -59,6 +59,8 @@ class StoreSource:
         self._open_files()
 
     def _open_files(self) -> None:
+        if any(self.index.lengths.values()) and not self._fds:
+            check_dir(self.version_dir / DATA)
         for name, length in self.index.lengths.items():
             if length == 0 or name in self._fds:
                 continue

@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import os
 import resource
+import shutil
 import signal
 from contextlib import contextmanager
 from pathlib import Path
@@ -238,6 +239,15 @@ def test_current_must_name_a_version_inside_the_map(saved, content) -> None:
         read_everything(saved)
 
 
+def test_a_linked_data_dir_is_refused(tmp_path, saved) -> None:
+    data = version_dir(saved) / "data"
+    shutil.copytree(data, tmp_path / "elsewhere")
+    shutil.rmtree(data)
+    data.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(MapFormatError, match="links are refused"):
+        read_everything(saved)
+
+
 def test_a_linked_version_dir_is_refused(tmp_path, saved) -> None:
     other = tmp_path / "other"
     save_map(demo_map(2, "sift"), other)
@@ -311,3 +321,12 @@ def test_d7_destination_under_a_file_is_a_typed_error(tmp_path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(MapError, match="cannot write the map to .*Not a directory"):
         save_map(demo_map(1, "none"), tmp_path / "file" / "map")
+
+
+@pytest.mark.parametrize("sql,value", [
+    ("UPDATE info SET value = ? WHERE key = 'source'", "x" * 10**6),
+    ("UPDATE keyframes SET arrays = ? WHERE seq = 0", b"\0" * 10**6)])
+def test_d1_oversized_index_values_are_refused_before_fetching(saved, sql, value) -> None:
+    edit_index(saved, sql, (value,))
+    with pytest.raises(MapFormatError, match="values larger than"):
+        read_everything(saved)

@@ -8,6 +8,7 @@ import io
 import json
 import os
 import resource
+import shutil
 import sqlite3
 import zipfile
 
@@ -130,7 +131,7 @@ def test_d1_v1_deeply_nested_json(tmp_path, depth, where) -> None:
         _v1_sql(path, "UPDATE meta SET value = ? WHERE key = 'source'", (deep,))
     else:
         _v1_sql(path, "UPDATE keyframes SET T_map_cam = ? WHERE idx = 0", (deep,))
-    with pytest.raises(MapFormatError, match="JSON"):
+    with pytest.raises(MapFormatError, match="JSON"):  # too deep, or too long to be a map's
         read_everything(path)
 
 
@@ -148,9 +149,16 @@ def test_d1_v1_npz_and_npy_headers_claiming_huge_shapes(tmp_path) -> None:
     with pytest.raises(MapFormatError, match="not the expected"):
         read_everything(path)
     path = copy_fixture("v1_mast3r", tmp_path / "n")
-    with zipfile.ZipFile(version_dir(path) / "features" / "0.npz", "w") as z:
-        z.writestr("feat.npy", _npy_header((60_000, 4000)) + b"\x00" * 64)
-        z.writestr("true_shape.npy", _npy_header((2,), "<i8") + b"\x00" * 16)
+    for feat_shape, true_shape in (((60_000, 4000), (48, 64)), ((12, 64), (4096, 4096))):
+        with zipfile.ZipFile(version_dir(path) / "features" / "0.npz", "w") as z:
+            z.writestr("feat.npy", _npy_header(feat_shape) + b"\x00" * 64)
+            z.writestr("true_shape.npy", _npy_header((2,), "<i8")
+                       + np.array(true_shape, "<i8").tobytes())
+        with pytest.raises(MapFormatError, match="not the expected|does not fit image size 64"):
+            read_everything(path)
+    with zipfile.ZipFile(version_dir(path) / "features" / "0.npz", "w") as z:  # short data
+        z.writestr("feat.npy", _npy_header((12, 64)) + b"\x00" * 64)
+        z.writestr("true_shape.npy", _npy_header((2,), "<i8") + np.array([48, 64], "<i8").tobytes())
     with pytest.raises(MapFormatError, match="truncated"):
         read_everything(path)
     path = copy_fixture("v1_mast3r", tmp_path / "o")
@@ -209,13 +217,18 @@ def test_d3_v1_image_within_the_decoder_limit_but_above_ours(tmp_path) -> None:
 
 # ---------------------------------------------------------------------------- D8
 @pytest.mark.parametrize("target", ["map.sqlite", "rgb/0.png", "arrays/20.npz", "features/40.npz",
-                                    "global_desc.npy"])
+                                    "global_desc.npy", "arrays", "rgb"])
 def test_d8_v1_fifo_is_refused_without_blocking(tmp_path, target) -> None:
     path = copy_fixture("v1_mast3r", tmp_path / "m")
     p = version_dir(path) / target
-    p.unlink()
-    os.mkfifo(p)
-    with pytest.raises(MapFormatError, match="not a regular file"):
+    if p.is_dir():  # a directory replaced by a link to a copy of it
+        shutil.copytree(p, tmp_path / "elsewhere")
+        shutil.rmtree(p)
+        p.symlink_to(tmp_path / "elsewhere")
+    else:
+        p.unlink()
+        os.mkfifo(p)
+    with pytest.raises(MapFormatError, match="not a regular file|links are refused"):
         read_everything(path)
 
 
