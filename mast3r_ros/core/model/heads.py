@@ -1,8 +1,9 @@
 """MASt3R ``catmlp+dpt`` head: a DPT for the pointmap + confidence and an MLP for local features.
 
 Module names follow the official checkpoints (``dpt.scratch.layer1_rn``, ``dpt.scratch.refinenet4``,
-``dpt.act_postprocess.3.1``, ``dpt.head.4``, ``head_local_features.fc2`` ...). The DPT registers each
-``layerK_rn`` convolution twice (also as ``layer_rn.K-1``), as the release does, so its state_dict has
+``dpt.act_postprocess.3.1``, ``dpt.head.4``, ``head_local_features.fc2`` ...). The DPT registers
+each ``layerK_rn`` convolution twice (also as ``layer_rn.K-1``), as the release does, so its
+state_dict has
 the same aliased entries.
 
 Shapes: ``B`` batch, ``N = (H/16)*(W/16)`` tokens, image ``H x W`` pixels.
@@ -65,7 +66,8 @@ class ResidualConvUnit(nn.Module):
 
 
 class FusionBlock(nn.Module):
-    """DPT refinement: add the skip path, refine, upsample x2 (bilinear, align_corners), 1x1 conv."""
+    """DPT refinement: add the skip path, refine, upsample x2 (bilinear, align_corners), 1x1
+    conv."""
 
     def __init__(self, features: int) -> None:
         super().__init__()

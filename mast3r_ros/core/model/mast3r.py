@@ -19,10 +19,20 @@ from torch import nn
 
 from mast3r_ros.core.errors import InputError
 from mast3r_ros.core.model.args import ModelArgs
-from mast3r_ros.core.model.blocks import (DecoderBlock, EncoderBlock, PatchEmbed, RoPE2D,
-                                          RopeTables, layer_norm)
-from mast3r_ros.core.model.heads import (CatMlpDptHead, conf_activation, depth_activation,
-                                         unit_descriptors)
+from mast3r_ros.core.model.blocks import (
+    DecoderBlock,
+    EncoderBlock,
+    PatchEmbed,
+    RoPE2D,
+    RopeTables,
+    layer_norm,
+)
+from mast3r_ros.core.model.heads import (
+    CatMlpDptHead,
+    conf_activation,
+    depth_activation,
+    unit_descriptors,
+)
 
 __all__ = ["HeadOutput", "Mast3rModel", "HEADS_ALL", "check_image"]
 
