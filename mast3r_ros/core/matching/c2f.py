@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from numbers import Integral
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence, Union, cast
 
 import numpy as np
 
@@ -220,7 +220,8 @@ def split_resolution(forced_resolution: object) -> tuple[Resolution, Resolution]
     if forced_resolution is None:
         return None, None
     if _is_hw(forced_resolution):
-        res = (int(forced_resolution[0]), int(forced_resolution[1]))
+        hw = cast(Sequence[int], forced_resolution)
+        res = (int(hw[0]), int(hw[1]))
         return res, res
     if (isinstance(forced_resolution, (tuple, list, np.ndarray)) and len(forced_resolution) == 2
             and all(_is_hw(r) for r in forced_resolution)):

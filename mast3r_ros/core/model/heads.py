@@ -11,7 +11,7 @@ Shapes: ``B`` batch, ``N = (H/16)*(W/16)`` tokens, image ``H x W`` pixels.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -144,7 +144,7 @@ class DPT(nn.Module):
             hw: image size (H, W) in pixels.
         """
         gh, gw = hw[0] // self.patch_size, hw[1] // self.patch_size
-        sc = self.scratch
+        sc: Any = self.scratch  # submodules registered by name (typed as Module | Tensor)
         maps = []
         for i, hook in enumerate(self.hooks):
             t = tokens[hook]
