@@ -137,7 +137,7 @@ def summarize_relative(err_r: Sequence[float], err_t: Sequence[float]) -> dict:
     """AUC@5/10/20 of max(err_r, err_t) and the medians (failures = inf)."""
     er, et = np.asarray(err_r, dtype=np.float64), np.asarray(err_t, dtype=np.float64)
     pose = np.maximum(er, et)
-    auc = pose_auc(pose, (5, 10, 20))
+    auc = pose_auc(pose.tolist(), (5, 10, 20))
     return {"num_pairs": int(pose.size), "num_estimated": int(np.isfinite(pose).sum()),
             "auc@5": auc[0], "auc@10": auc[1], "auc@20": auc[2],
             "median_rotation_deg": float(np.median(er)) if er.size else float("nan"),
