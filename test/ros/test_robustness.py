@@ -47,7 +47,7 @@ def test_bad_inputs_reported_and_node_keeps_serving(graph: RosGraph, small_map_d
         (_raw(14, "rgb8", 0, 0, 0, 0), info, "zero size"),
         (_raw(15, "mono8", 8000, 8000, 8000, 64), info, "exceeds the limit"),
         (_compressed(16, jpeg[: len(jpeg) // 3] + b"garbage" * 10), info, "cannot decode"),
-        (_compressed(17, b""), info, "no data"),
+        (_compressed(17, b""), info, "is empty"),
         (_image(18), probe.camera_info(K * np.nan, 640, 480), "NaN"),
         (_image(19), probe.camera_info(np.zeros((3, 3)), 640, 480), "focal lengths must be > 0"),
         (query_image(0, 20), info, ""),  # good frame

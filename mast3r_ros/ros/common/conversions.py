@@ -94,7 +94,11 @@ def compressed_to_rgb(msg: CompressedImage, max_pixels: int = DEFAULT_MAX_PIXELS
     Raises:
         ImageError: empty, corrupt or unsupported data, or an image larger than ``max_pixels``.
     """
-    return decode_image_bytes(msg.data, max_pixels)
+    try:
+        return decode_image_bytes(msg.data, max_pixels)
+    except ImageError as exc:
+        raise ImageError(f"cannot decode the compressed image (format {msg.format!r}, "
+                         f"{len(msg.data)} bytes): {exc}") from exc
 
 
 def record_to_msg(record: BagItem) -> Image | CompressedImage | CameraInfo:
