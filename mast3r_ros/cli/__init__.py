@@ -26,6 +26,7 @@ log = logging.getLogger("mast3r-ros")
 #: modules implementing the subcommands, in help order
 SUBCOMMANDS = [
     "mast3r_ros.cli.map_from_rgbd",
+    "mast3r_ros.cli.encode_map",
     "mast3r_ros.cli.localize",
     "mast3r_ros.cli.eval",
     "mast3r_ros.cli.match",

@@ -34,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", type=Path, help="folder with map/ and color-/camera-intrinsics.txt")
     p.add_argument("out", type=Path, help="map directory to write")
     add_config_options(p, RgbdImportOptions, title="frames")
-    add_localizer_options(p, only=("backend", "model"))
+    add_localizer_options(p, only=("backend", "model", "sift", "map_store"))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     backend = create_backend(cfg)
     encode_map(kmap, backend)  # global descriptors + local features of every keyframe
     with os_errors_as(MapError, f"cannot write the map to {args.out}"):
-        save_map(kmap, args.out)
+        save_map(kmap, args.out, config=cfg.map_store)
     print(dump_json({"map": str(args.out), "keyframes": len(kmap), "backend": backend.name,
                      "descriptor": backend.encoder_id.descriptor,
                      "model_id": backend.encoder_id.model_id}))

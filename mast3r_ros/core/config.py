@@ -254,6 +254,28 @@ class PoseConfig:
 
 
 @dataclass(frozen=True)
+class MapStoreConfig:
+    """The on-disk keyframe map store: payload cache, writer lock and read limits (applied
+    when a map is opened or saved)."""
+
+    host_cache_bytes: int = opt(256 * 2**20, "byte budget of the host LRU cache of keyframe "
+                                             "payloads (images, depths, pointmaps, features) read "
+                                             "from a map on disk; 0 = no caching",
+                                range=(0, None), read_only=True)
+    lock_timeout: float = opt(10.0, "seconds a save waits for another save of the same map before "
+                                    "failing with 'map is being saved'", range=(0.0, 3600.0), read_only=True)
+    max_image_pixels: int = opt(InputConfig().max_image_pixels, "keyframes whose image is larger "
+                                "(width*height) are refused when a map is read (checked on the "
+                                "index, or on the file header for schema-1 PNGs)",
+                                range=(256, 100_000_000), read_only=True)
+    verify_hashes: bool = opt(True, "check the SHA-256 content hash of every payload array when it "
+                                    "is read from disk", read_only=True)
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
+
+
+@dataclass(frozen=True)
 class LocalizerConfig:
     """The whole localization pipeline."""
 
@@ -264,6 +286,7 @@ class LocalizerConfig:
     matching: MatchingConfig = field(default_factory=MatchingConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     pose: PoseConfig = field(default_factory=PoseConfig)
+    map_store: MapStoreConfig = field(default_factory=MapStoreConfig)
 
     def __post_init__(self) -> None:
         validate_fields(self)
@@ -402,27 +425,6 @@ class SlamConfig:
     max_stamp_regression: float = opt(0.0, "a keyframe or edge whose stamp goes back by more "
                                            "than this (s) is refused as out of order",
                                       range=(0.0, None))
-
-    def __post_init__(self) -> None:
-        validate_fields(self)
-
-
-@dataclass(frozen=True)
-class MapStoreConfig:
-    """The on-disk keyframe map store: payload cache, writer lock and read limits."""
-
-    host_cache_bytes: int = opt(256 * 2**20, "byte budget of the host LRU cache of keyframe "
-                                             "payloads (images, depths, pointmaps, features) read "
-                                             "from a map on disk; 0 = no caching",
-                                range=(0, None))
-    lock_timeout: float = opt(10.0, "seconds a save waits for another save of the same map before "
-                                    "failing with 'map is being saved'", range=(0.0, 3600.0))
-    max_image_pixels: int = opt(InputConfig().max_image_pixels, "keyframes whose image is larger "
-                                "(width*height) are refused when a map is read (checked on the "
-                                "index, or on the file header for schema-1 PNGs)",
-                                range=(256, 100_000_000))
-    verify_hashes: bool = opt(True, "check the SHA-256 content hash of every payload array when it "
-                                    "is read from disk")
 
     def __post_init__(self) -> None:
         validate_fields(self)

@@ -89,7 +89,7 @@ class Localizer:
             MapFormatError / MapCompatibilityError: unusable map.
         """
         backend = create_backend(config)
-        return cls(config, load_map(map_path), backend)
+        return cls(config, load_map(map_path, config=config.map_store), backend)
 
     @property
     def config(self) -> LocalizerConfig:
@@ -109,8 +109,16 @@ class Localizer:
         self._config = config
 
     def set_map(self, keyframe_map: KeyframeMap) -> None:
-        """Replace the map, encoding the keyframes that have no encoding of this backend."""
-        encode_map(keyframe_map, self.backend)
+        """Replace the map, encoding the keyframes that have no encoding of this backend.
+
+        Encodings made here live in memory only; for a large map run ``mast3r-ros encode-map``
+        once so that they are stored and read on demand.
+        """
+        n = encode_map(keyframe_map, self.backend)
+        if n and keyframe_map.source is not None:
+            logger.warning("encoded %d keyframes of a saved map in memory; run `mast3r-ros "
+                           "encode-map <map> --backend %s` once to store them", n,
+                           self.backend.name)
         self.map = keyframe_map
 
     # ------------------------------------------------------------------ the pipeline

@@ -83,3 +83,17 @@ def test_match_with_tiny_checkpoint(tiny_checkpoint, golden_dir, capsys) -> None
                "--checkpoint", str(tiny_checkpoint), "--device", "cpu", "--image-size", "64"])
     r = _json_lines(capsys.readouterr().out)[-1]
     assert rc == 0 and r["num_matches"] > 0 and r["device"] == "cpu"
+
+
+def test_encode_map_stores_encodings_in_place(tmp_path, data_dir) -> None:
+    """A map saved without encodings gets the backend's encodings stored (then loads encoded)."""
+    from mast3r_ros.cli import main
+    from mast3r_ros.core.map import build_map_from_rgbd, load_map, save_map
+
+    path = tmp_path / "m"
+    save_map(build_map_from_rgbd(data_dir / "sevenscenes_redkitchen_rgbd", max_frames=3), path)
+    assert load_map(path).missing_encodings()
+    assert main(["encode-map", str(path), "--backend", "sift"]) == 0
+    kmap = load_map(path)
+    assert not kmap.missing_encodings() and kmap.encoder.backend == "sift"
+    assert main(["encode-map", str(tmp_path / "nothing")]) == 2

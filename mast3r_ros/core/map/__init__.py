@@ -8,10 +8,10 @@ from mast3r_ros.core.map.keyframe import (
     PayloadSource,
 )
 from mast3r_ros.core.map.rgbd import build_map_from_rgbd, read_matrix, read_rgb, register_depth
-from mast3r_ros.core.map.store import SCHEMA_VERSION, check_compatible, load_map, save_map
+from mast3r_ros.core.map.store import SCHEMA_VERSION, load_map, save_map
 
 __all__ = [
     "SCHEMA_VERSION", "Keyframe", "KeyframeMap", "KeyframeRecord", "MapMeta", "PayloadSource",
-    "build_map_from_rgbd", "read_matrix", "read_rgb", "register_depth", "check_compatible",
+    "build_map_from_rgbd", "read_matrix", "read_rgb", "register_depth",
     "load_map", "save_map",
 ]

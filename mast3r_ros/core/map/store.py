@@ -45,8 +45,7 @@ from pathlib import Path
 from typing import Optional, TypeVar, Union
 
 from mast3r_ros.core.config import MapStoreConfig
-from mast3r_ros.core.errors import MapCompatibilityError, MapError, MapFormatError
-from mast3r_ros.core.features import EncoderId
+from mast3r_ros.core.errors import MapError, MapFormatError
 from mast3r_ros.core.map.files import LOCK_NAME, MapLock, fsync_dir, read_small, write_all, writing
 from mast3r_ros.core.map.format import CURRENT, MARKER, SCHEMA_VERSION, TMP_RE, VERSION_RE
 from mast3r_ros.core.map.index_db import IndexContent, connect
@@ -55,7 +54,7 @@ from mast3r_ros.core.map.legacy import LEGACY_INDEX, load_v1
 from mast3r_ros.core.map.reader import StoreSource, open_version
 from mast3r_ros.core.map.writer import apply_plan, create_index, plan_full, plan_incremental
 
-__all__ = ["load_map", "save_map", "check_compatible", "SCHEMA_VERSION"]
+__all__ = ["load_map", "save_map", "SCHEMA_VERSION"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -63,21 +62,6 @@ T = TypeVar("T")
 _CURRENT_TMP = ".CURRENT-"
 #: an incremental save falls back to a compacting full save beyond this much unreferenced data
 _MIN_DEAD_BYTES = 64 << 20
-
-
-def check_compatible(kmap: KeyframeMap, expected: EncoderId) -> None:
-    """Refuse a map whose stored encodings come from another encoder than ``expected``.
-
-    A map without encodings is compatible with every encoder (it is encoded at load).
-
-    Raises:
-        MapCompatibilityError: naming the first differing field.
-    """
-    if kmap.encoder is not None and kmap.encoder != expected:
-        raise MapCompatibilityError(
-            f"the map was encoded by another encoder ({kmap.encoder.mismatch(expected)}); "
-            "re-encode it with the configured backend (clear its encodings and save it) or "
-            "configure the map's model and preprocessing")
 
 
 # ---------------------------------------------------------------------------------------- load
@@ -110,7 +94,7 @@ def _open_current(path: Path, config: MapStoreConfig) -> KeyframeMap:
     return open_version(vdir, config)
 
 
-def load_map(path: Union[str, Path], expected: Optional[EncoderId] = None, *,
+def load_map(path: Union[str, Path], *,
              config: Optional[MapStoreConfig] = None) -> KeyframeMap:
     """Open a map directory: its index now, keyframe payloads on demand.
 
@@ -120,7 +104,6 @@ def load_map(path: Union[str, Path], expected: Optional[EncoderId] = None, *,
 
     Args:
         path: map directory written by :func:`save_map`.
-        expected: when given, the encoder the caller will use (see :func:`check_compatible`).
         config: cache budget and limits (defaults: :class:`MapStoreConfig`).
 
     Returns:
@@ -128,7 +111,9 @@ def load_map(path: Union[str, Path], expected: Optional[EncoderId] = None, *,
 
     Raises:
         MapFormatError: the directory is not a map, or anything in it is malformed.
-        MapCompatibilityError: ``expected`` differs from the map's encoder.
+
+    Whether the map's encodings suit a backend is decided where the backend is known:
+    :func:`mast3r_ros.core.backends.encode_map`.
     """
     cfg = config if config is not None else MapStoreConfig()
     path = Path(path)
@@ -141,8 +126,6 @@ def load_map(path: Union[str, Path], expected: Optional[EncoderId] = None, *,
             if attempt == 2 or before is None or _current_or_none(path) == before:
                 raise
             logger.info("map %s was replaced while it was read; reading the new version", path)
-    if expected is not None:
-        check_compatible(kmap, expected)
     return kmap
 
 

@@ -66,7 +66,8 @@ def _real_factory(config: LocalizerConfig, map_path: str) -> Any:
 def _real_map_loader(path: str, localizer: Any) -> Any:
     from mast3r_ros.core.map import load_map
 
-    return load_map(path)  # the localizer checks the encodings against its backend
+    # the localizer checks the encodings against its backend (encode_map)
+    return load_map(path, config=localizer.config.map_store)
 
 
 class LocalizerNode(LocalizerServicesMixin, LocalizerProcessingMixin, FrameNodeMixin,

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from map_fixtures import (
     MAST3R_ENCODER,
-    SIFT_ENCODER,
     assert_same_map,
     demo_map,
     extent,
@@ -17,11 +16,10 @@ from mast3r_ros.core.config import MapStoreConfig
 from mast3r_ros.core.errors import (
     ConfigError,
     InputError,
-    MapCompatibilityError,
     MapError,
     MapFormatError,
 )
-from mast3r_ros.core.map import Keyframe, KeyframeMap, MapMeta, check_compatible, load_map, save_map
+from mast3r_ros.core.map import Keyframe, KeyframeMap, MapMeta, load_map, save_map
 
 
 @pytest.mark.parametrize("encoder", ["sift", "mast3r", "none"])
@@ -116,18 +114,6 @@ def test_refuses_to_overwrite_non_map(tmp_path) -> None:
     (tmp_path / "f").write_text("x")
     with pytest.raises(MapError, match="not a directory"):
         save_map(demo_map(1, "none"), tmp_path / "f")
-
-
-def test_compatibility(tmp_path) -> None:
-    save_map(demo_map(2, "sift"), tmp_path / "m")
-    load_map(tmp_path / "m", SIFT_ENCODER)
-    with pytest.raises(MapCompatibilityError, match="backend"):
-        load_map(tmp_path / "m", MAST3R_ENCODER)
-    other = MAST3R_ENCODER.__class__(**{**MAST3R_ENCODER.__dict__, "image_size": 384})
-    save_map(demo_map(2, "mast3r"), tmp_path / "n")
-    with pytest.raises(MapCompatibilityError, match="image_size"):
-        load_map(tmp_path / "n", other)
-    check_compatible(demo_map(2, "none"), MAST3R_ENCODER)  # no encodings: encoded at load
 
 
 def test_zero_descriptor_is_refused_at_save(tmp_path) -> None:
