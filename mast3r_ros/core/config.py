@@ -164,6 +164,10 @@ class ModelConfig:
                          choices=("fp32", "fp16", "bf16"), read_only=True)
     image_size: int = opt(512, "long side of the network input in pixels", range=(64, 2048),
                           read_only=True)
+    device_cache_bytes: int = opt(512 * 2**20, "byte budget of the keyframe encodings kept ready "
+                                               "on the model's device (float32 tokens; GPU "
+                                               "memory with CUDA, RAM on the CPU); 0 = none",
+                                  range=(0, None), read_only=True)
 
     def __post_init__(self) -> None:
         validate_fields(self)

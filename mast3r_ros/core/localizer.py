@@ -20,6 +20,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from mast3r_ros.core.backends import MatcherBackend, create_backend, encode_map
+from mast3r_ros.core.cache import ByteLRU
 from mast3r_ros.core.config import LocalizerConfig
 from mast3r_ros.core.errors import ConfigError, InputError
 from mast3r_ros.core.geometry.camera import intrinsics_problem, sample_depth
@@ -77,6 +78,8 @@ class Localizer:
                  backend: Optional[MatcherBackend] = None) -> None:
         self._config = config
         self.backend = backend if backend is not None else create_backend(config)
+        # keyframe encodings prepared on the model's device, by content (map, keyframe, version)
+        self._device_cache: ByteLRU = ByteLRU(config.model.device_cache_bytes)
         self.map = keyframe_map
         self.set_map(keyframe_map)
 
@@ -115,6 +118,7 @@ class Localizer:
         once so that they are stored and read on demand.
         """
         n = encode_map(keyframe_map, self.backend)
+        self._device_cache.clear()
         if n and keyframe_map.source is not None:
             logger.warning("encoded %d keyframes of a saved map in memory; run `mast3r-ros "
                            "encode-map <map> --backend %s` once to store them", n,
@@ -176,7 +180,7 @@ class Localizer:
         need_geometry = frame.K is None or not all(r.has_3d for r in records)
         refs = [self.map.keyframe_encoding(i) for i in place.ids]
         matched = self.backend.match(query, refs, cfg.matching, geometry=need_geometry,
-                                     query_image=frame.rgb)
+                                     query_image=frame.rgb, cache=self._device_cache)
         timer.add(matched.timings)
         K = frame.K if frame.K is not None else (matched.geometry.K if matched.geometry else None)
         if K is None:

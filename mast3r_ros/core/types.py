@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Optional
@@ -181,11 +181,14 @@ class KeyframeEncoding:
         encoding: its encoding (same :class:`EncoderId` as the query's).
         image: loads the keyframe's original (H, W, 3) uint8 RGB on demand; only coarse-to-fine
             matching calls it. None when unavailable (coarse-to-fine is then skipped).
+        cache_key: names the encoding's content (its map, keyframe and version), so a backend
+            may cache what it derives from it (e.g. tokens on its device); None = do not cache.
     """
 
     keyframe_id: int
     encoding: Encoding
     image: Optional[Callable[[], np.ndarray]] = None
+    cache_key: Optional[Hashable] = None
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,8 @@ class StubBackend:
         return Encoding(self.encoder_id, rgb.shape[1], rgb.shape[0], np.ones(4, np.float32),
                         SiftFeatures(np.zeros((0, 2)), np.zeros((0, 128), np.float32)))
 
-    def match(self, query, refs, config, *, geometry=False, query_image=None) -> MatchResult:
+    def match(self, query, refs, config, *, geometry=False, query_image=None,
+              cache=None) -> MatchResult:
         pairs = [self.matches.get(r.keyframe_id, PairMatches.empty(r.keyframe_id)) for r in refs]
         geo = None
         if geometry and (self.depth_fn is not None or self.K_est is not None):

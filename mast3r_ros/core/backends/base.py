@@ -14,6 +14,7 @@ from typing import Optional, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
+from mast3r_ros.core.cache import ByteLRU
 from mast3r_ros.core.config import MatchingConfig
 from mast3r_ros.core.features import EncoderId
 from mast3r_ros.core.types import Encoding, KeyframeEncoding, MatchResult
@@ -43,7 +44,8 @@ class MatcherBackend(Protocol):
         ...
 
     def match(self, query: Encoding, refs: Sequence[KeyframeEncoding], config: MatchingConfig, *,
-              geometry: bool = False, query_image: Optional[np.ndarray] = None) -> MatchResult:
+              geometry: bool = False, query_image: Optional[np.ndarray] = None,
+              cache: Optional[ByteLRU] = None) -> MatchResult:
         """Match the query against each reference (one ``PairMatches`` per reference, in order).
 
         Args:
@@ -53,6 +55,8 @@ class MatcherBackend(Protocol):
             geometry: also return the query's predicted geometry (depth at pixels, K estimate)
                 when the backend can predict it.
             query_image: the query's original (H, W, 3) uint8 image, used by coarse-to-fine.
+            cache: the caller's cache for what the backend derives from references that carry a
+                ``cache_key`` (MASt3R: their tokens on the model's device); None = no caching.
 
         Raises:
             InputError: an encoding of another encoder.

@@ -16,11 +16,13 @@ Nothing is kept on the backend between calls; the engine (weights, device, preci
 from __future__ import annotations
 
 import logging
+from collections.abc import Hashable
 from typing import Optional, Sequence
 
 import numpy as np
 import torch
 
+from mast3r_ros.core.cache import ByteLRU
 from mast3r_ros.core.config import MatchingConfig
 from mast3r_ros.core.errors import InputError
 from mast3r_ros.core.features import EncoderId, Mast3rFeatures
@@ -75,11 +77,24 @@ class Mast3rBackend:
         return Encoding(self.encoder_id, int(rgb.shape[1]), int(rgb.shape[0]), desc, feats,
                         timer.timings(total=False))
 
-    def _tokens(self, encodings: Sequence[Encoding]) -> EncodedImages:
+    def _device_tokens(self, enc: Encoding, key: Optional[Hashable],
+                       cache: Optional[ByteLRU]) -> torch.Tensor:
+        """(N, C) float32 tokens of an encoding on the engine's device (cached under ``key``)."""
+        ck = (key, str(self.engine.device)) if key is not None and cache is not None else None
+        tok = cache.get(ck) if cache is not None and ck is not None else None
+        if tok is None:
+            tok = _features(enc, self.encoder_id).tokens.to(self.engine.device, torch.float32)
+            if cache is not None and ck is not None:
+                cache.put(ck, tok, tok.numel() * tok.element_size())
+        return tok
+
+    def _tokens(self, encodings: Sequence[Encoding], keys: Sequence[Optional[Hashable]] = (),
+                cache: Optional[ByteLRU] = None) -> EncodedImages:
         """Batch of same-shaped encodings as float32 tokens on the engine's device."""
         feats = [_features(e, self.encoder_id) for e in encodings]
         h, w = feats[0].true_shape
-        tok = torch.stack([f.tokens.to(self.engine.device, torch.float32) for f in feats])
+        keys = list(keys) or [None] * len(encodings)
+        tok = torch.stack([self._device_tokens(e, k, cache) for e, k in zip(encodings, keys)])
         pos = grid_positions(len(feats), h // 16, w // 16, self.engine.device)
         return EncodedImages(tok, pos, (h, w))
 
@@ -92,7 +107,8 @@ class Mast3rBackend:
 
     # ----------------------------------------------------------------------------- matching
     def match(self, query: Encoding, refs: Sequence[KeyframeEncoding], config: MatchingConfig, *,
-              geometry: bool = False, query_image: Optional[np.ndarray] = None) -> MatchResult:
+              geometry: bool = False, query_image: Optional[np.ndarray] = None,
+              cache: Optional[ByteLRU] = None) -> MatchResult:
         """Decode the query against the keyframes (batched per image shape) and run FRM.
 
         See :meth:`~mast3r_ros.core.backends.base.MatcherBackend.match`.
@@ -108,8 +124,9 @@ class Mast3rBackend:
         pts_q: Optional[np.ndarray] = None
         for idx in groups.values():
             with timer.stage("decode"):
-                out_q, out_r = self.engine.decode(
-                    q_enc, self._tokens([refs[i].encoding for i in idx]), heads=heads)
+                r_enc = self._tokens([refs[i].encoding for i in idx],
+                                     [refs[i].cache_key for i in idx], cache)
+                out_q, out_r = self.engine.decode(q_enc, r_enc, heads=heads)
             for j, i in enumerate(idx):
                 pairs[i] = self._pair(query, q_tr, refs[i], out_q, out_r, j, config, query_image,
                                       timer)

@@ -14,6 +14,7 @@ import cv2
 import faiss
 import numpy as np
 
+from mast3r_ros.core.cache import ByteLRU
 from mast3r_ros.core.config import MatchingConfig, SiftConfig
 from mast3r_ros.core.errors import ImageError, InputError
 from mast3r_ros.core.features import EncoderId, SiftFeatures
@@ -119,8 +120,10 @@ class SiftBackend:
                         Timings(encode=time.perf_counter() - t0))
 
     def match(self, query: Encoding, refs: Sequence[KeyframeEncoding], config: MatchingConfig, *,
-              geometry: bool = False, query_image: Optional[np.ndarray] = None) -> MatchResult:
-        """Ratio-test (+ mutual) nearest neighbours; every match scores 1. No geometry."""
+              geometry: bool = False, query_image: Optional[np.ndarray] = None,
+              cache: Optional[ByteLRU] = None) -> MatchResult:
+        """Ratio-test (+ mutual) nearest neighbours; every match scores 1. No geometry; nothing
+        derived from the references is worth caching (``cache`` unused)."""
         timer = StageTimer()
         q = _features(query, self.encoder_id)
         out = []

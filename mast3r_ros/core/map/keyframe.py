@@ -14,146 +14,20 @@ A :class:`KeyframeMap` keeps, per keyframe id:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Optional, Protocol
+import uuid
+from collections.abc import Hashable, Iterator
+from typing import Optional
 
 import numpy as np
 
 from mast3r_ros.core.errors import InputError
 from mast3r_ros.core.features import EncoderId, Features, features_from_arrays
-from mast3r_ros.core.geometry.camera import intrinsics_problem
 from mast3r_ros.core.map.cloud import sparse_cloud
+from mast3r_ros.core.map.records import Keyframe, KeyframeRecord, MapMeta, PayloadSource
 from mast3r_ros.core.retrieval.index import GlobalIndex
-from mast3r_ros.core.types import Encoding, ImageSized, KeyframeEncoding
+from mast3r_ros.core.types import Encoding, KeyframeEncoding
 
 __all__ = ["Keyframe", "KeyframeRecord", "MapMeta", "PayloadSource", "KeyframeMap"]
-
-
-@dataclass
-class Keyframe(ImageSized):
-    """One posed map image.
-
-    Attributes:
-        id: unique keyframe id (>= 0).
-        rgb: (H, W, 3) uint8 RGB image.
-        K: (3, 3) float64 intrinsics of ``rgb`` (pixel-centre convention).
-        T_map_cam: (4, 4) float64 camera-to-map pose (OpenCV optical camera frame).
-        stamp: capture time in seconds.
-        depth: optional (H, W) float32 depth in metres registered to ``rgb`` (0/NaN = invalid).
-        pointmap: optional (H, W, 3) float32 points in the MAP frame per pixel of ``rgb``
-            (NaN = invalid); used when ``depth`` is None.
-    """
-
-    id: int
-    rgb: np.ndarray
-    K: np.ndarray
-    T_map_cam: np.ndarray
-    stamp: float = 0.0
-    depth: Optional[np.ndarray] = None
-    pointmap: Optional[np.ndarray] = None
-
-    def __post_init__(self) -> None:
-        self.id = int(self.id)
-        if self.id < 0:
-            raise InputError(f"keyframe id must be >= 0, got {self.id}")
-        rgb = np.asarray(self.rgb)
-        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8 or rgb.size == 0:
-            raise InputError(f"keyframe {self.id}: rgb must be (H, W, 3) uint8, got "
-                             f"{rgb.shape} {rgb.dtype}")
-        self.rgb = rgb
-        problem = intrinsics_problem(self.K)
-        if problem is not None:
-            raise InputError(f"keyframe {self.id}: {problem}")
-        self.K = np.asarray(self.K, dtype=np.float64)
-        T = np.asarray(self.T_map_cam, dtype=np.float64)
-        if T.shape != (4, 4) or not np.all(np.isfinite(T)):
-            raise InputError(f"keyframe {self.id}: T_map_cam must be a finite 4x4 matrix")
-        self.T_map_cam = T
-        if not np.isfinite(float(self.stamp)):
-            raise InputError(f"keyframe {self.id}: stamp must be finite")
-        h, w = rgb.shape[:2]
-        if self.depth is not None:
-            self.depth = np.asarray(self.depth, dtype=np.float32)
-            if self.depth.shape != (h, w):
-                raise InputError(f"keyframe {self.id}: depth shape {self.depth.shape} != image "
-                                 f"{(h, w)}; register the depth to the colour image first")
-        if self.pointmap is not None:
-            self.pointmap = np.asarray(self.pointmap, dtype=np.float32)
-            if self.pointmap.shape != (h, w, 3):
-                raise InputError(f"keyframe {self.id}: pointmap shape {self.pointmap.shape} != "
-                                 f"{(h, w, 3)}")
-
-    @property
-    def has_3d(self) -> bool:
-        """True when map-frame 3D points can be read for pixels (depth or pointmap)."""
-        return self.depth is not None or self.pointmap is not None
-
-    def record(self) -> KeyframeRecord:
-        """The index row of this keyframe."""
-        return KeyframeRecord(self.id, self.width, self.height, self.K, self.T_map_cam,
-                              float(self.stamp), self.depth is not None, self.pointmap is not None)
-
-
-@dataclass(frozen=True)
-class KeyframeRecord:
-    """What a map knows about a keyframe without reading its pixels.
-
-    Attributes:
-        id: keyframe id.
-        width: W of the image in pixels.
-        height: H of the image in pixels.
-        K: (3, 3) float64 intrinsics.
-        T_map_cam: (4, 4) float64 camera-to-map pose.
-        stamp: capture time in seconds.
-        has_depth: a depth image is stored.
-        has_pointmap: a map-frame pointmap is stored.
-    """
-
-    id: int
-    width: int
-    height: int
-    K: np.ndarray
-    T_map_cam: np.ndarray
-    stamp: float
-    has_depth: bool
-    has_pointmap: bool
-
-    @property
-    def has_3d(self) -> bool:
-        """True when map-frame 3D points can be read for pixels (depth or pointmap)."""
-        return self.has_depth or self.has_pointmap
-
-
-@dataclass(frozen=True)
-class MapMeta:
-    """Identity of a map for humans and tools.
-
-    Attributes:
-        created: ISO-8601 UTC creation time.
-        frame_id: name of the map frame.
-        source: free text (data set, tool) for humans.
-    """
-
-    created: str = ""
-    frame_id: str = "map"
-    source: str = ""
-
-    def replace(self, **changes: object) -> MapMeta:
-        """A copy with some fields changed."""
-        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
-
-
-class PayloadSource(Protocol):
-    """Where a map reads the payload of keyframes it does not hold in memory (e.g. a store)."""
-
-    def keyframe(self, record: KeyframeRecord) -> Keyframe:
-        """The full keyframe of ``record`` (raises MapFormatError on corrupt data)."""
-        ...
-
-    def features(self, record: KeyframeRecord) -> Optional[Features]:
-        """The stored features of ``record``, or None when it has none."""
-        ...
 
 
 class KeyframeMap:
@@ -177,6 +51,8 @@ class KeyframeMap:
         self._features: dict[int, Features] = {}
         self.index: Optional[GlobalIndex] = None
         self._poses: Optional[tuple[list[int], np.ndarray]] = None
+        self.uid = uuid.uuid4().hex   # identity of this map object, part of encoding cache keys
+        self._epoch = 0               # bumped when a stored encoding changes or goes
         for kf in keyframes or []:
             self.add(kf)
 
@@ -249,7 +125,13 @@ class KeyframeMap:
         if enc is None:
             raise InputError(f"keyframe {keyframe_id} has no encoding; encode the map with the "
                              "backend first")
-        return KeyframeEncoding(keyframe_id, enc, lambda: self.keyframe(keyframe_id).rgb)
+        return KeyframeEncoding(keyframe_id, enc, lambda: self.keyframe(keyframe_id).rgb,
+                                self.encoding_key(keyframe_id))
+
+    def encoding_key(self, keyframe_id: int) -> Hashable:
+        """A key that names the current content of a keyframe's encoding (for caches of derived
+        data, e.g. its tokens on a GPU); it changes when the encoding is replaced or removed."""
+        return (self.uid, self._epoch, int(keyframe_id))
 
     def payload_in_memory(self, keyframe_id: int) -> bool:
         """True when the keyframe's pixels are in memory, not read through :attr:`source`."""
@@ -321,12 +203,14 @@ class KeyframeMap:
         self._check_encoding(keyframe_id, rec.width, rec.height, encoding)
         if self.index is not None and keyframe_id in self.index:
             self.index.remove(keyframe_id)
+            self._epoch += 1
         self._store_encoding(keyframe_id, encoding)
 
     def clear_encodings(self) -> None:
         """Drop every encoding and the encoder identity (e.g. before re-encoding the map)."""
         self.encoder, self.index = None, None
         self._features = {}
+        self._epoch += 1
 
     def remove(self, keyframe_id: int) -> None:
         """Remove a keyframe and its encoding, amortised O(1) (KeyError when absent)."""
@@ -335,6 +219,7 @@ class KeyframeMap:
         self._features.pop(keyframe_id, None)
         if self.index is not None and keyframe_id in self.index:
             self.index.remove(keyframe_id)
+            self._epoch += 1
         self._poses = None
 
     def _check_encoding(self, kid: int, width: int, height: int, enc: Encoding) -> None:

@@ -21,10 +21,10 @@ from typing import Optional
 
 import numpy as np
 
+from mast3r_ros.core.cache import ByteLRU
 from mast3r_ros.core.config import MapStoreConfig
 from mast3r_ros.core.errors import InputError, MapFormatError
 from mast3r_ros.core.features import Features, features_from_arrays
-from mast3r_ros.core.map.cache import ByteLRU
 from mast3r_ros.core.map.files import check_dir, open_regular, pread_exact
 from mast3r_ros.core.map.format import DATA, Extent, content_hash
 from mast3r_ros.core.map.index_db import IndexContent, read_index

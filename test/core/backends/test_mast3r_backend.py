@@ -196,3 +196,28 @@ def test_checkpoint_id_cache_follows_the_file(tmp_path, monkeypatch) -> None:
     f.write_bytes(b"b" * 1001)  # size (and mtime) change: hashed again
     assert checkpoint_id(f) == hashlib.sha256(b"b" * 1001).hexdigest()
     assert checkpoint_id(f, cache=False) == checkpoint_id(f)
+
+
+def test_device_cache_of_keyframe_tokens(backend, kmap, rng) -> None:
+    """Keyframe tokens prepared on the device are reused by content key, give the same matches
+    as no cache, respect the byte budget, and are not reused once the encoding changes."""
+    from mast3r_ros.core.cache import ByteLRU
+
+    encode_map(kmap, backend)
+    q = backend.encode(_img(rng, 72, 96))
+    cfg = MatchingConfig(desc_conf_threshold=0.0, subsample=4)
+    refs = [kmap.keyframe_encoding(i) for i in (0, 1)]
+    cache = ByteLRU(1 << 20)
+    first = backend.match(q, refs, cfg, cache=cache)
+    assert len(cache) == 2 and cache.misses == 2
+    again = backend.match(q, refs, cfg, cache=cache)
+    assert cache.hits == 2
+    plain = backend.match(q, refs, cfg)
+    for a, b, c in zip(first.pairs, again.pairs, plain.pairs):
+        assert np.array_equal(a.xy_query, c.xy_query) and np.array_equal(b.xy_ref, c.xy_ref)
+    small = ByteLRU(12 * 64 * 4)  # room for one keyframe's float32 tokens (12 x 64)
+    backend.match(q, refs, cfg, cache=small)
+    assert len(small) == 1 and small.nbytes <= small.budget
+    key = kmap.encoding_key(0)
+    kmap.set_encoding(0, backend.encode(kmap.keyframe(0).rgb[::-1].copy()))
+    assert kmap.encoding_key(0) != key  # a replaced encoding is a new cache entry
