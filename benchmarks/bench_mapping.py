@@ -54,7 +54,7 @@ def measure(n: int, iters: int, runs: int, device: str, threads: int) -> dict:
     import torch
 
     from mast3r_ros.core.config import MappingConfig
-    from mast3r_ros.core.mapping.canonical import build_problem
+    from mast3r_ros.core.mapping.problem import build_problem
     from mast3r_ros.core.mapping.kinematic import spanning_tree
     from mast3r_ros.core.mapping.scene_graph import make_pairs
     from mast3r_ros.core.mapping.sparse_ga import SparseSceneOptimizer

@@ -29,6 +29,7 @@ __all__ = [
     "PoseConfig",
     "LocalizerConfig",
     "MappingConfig",
+    "RayConfig",
     "LocalizerNodeConfig",
     "KeyframeSelectionConfig",
     "MapperNodeConfig",
@@ -186,11 +187,37 @@ class MappingConfig:
     loss_dust3r_w: float = opt(0.01, "weight of the fallback regression loss", range=(0.0, None))
     device: str = opt("auto", "torch device of the alignment: auto (CUDA when available), cpu, "
                               "cuda, cuda:N")
-    cache_dir: str = opt("", "directory of the pairwise cache (network outputs + matches); "
-                             "empty = no cache")
-    num_threads: int = opt(1, "torch CPU threads during the alignment (0 = leave as is); its "
-                              "tensors are small, so 1 thread is fastest below ~1e5 points",
-                           range=(0, 256))
+    cache_dir: str = opt("", "directory of the pairwise cache (network outputs + matches), "
+                             "shared between runs and machines; empty = a temporary one")
+    encodings_in_memory: int = opt(16, "encoder outputs kept in memory by the pairwise stage "
+                                       "(LRU; about 3 MB each at 512x384)", range=(2, 10_000))
+    spill_dir: str = opt("", "where the canonical views' relative depth maps wait for the dense "
+                             "depths (one H x W float32 per image); empty = a temporary "
+                             "directory")
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    """The pairwise mapping stage on a Ray cluster (``build-map --ray``)."""
+
+    address: str = opt("", "Ray cluster address (host:port, ray://host:port or auto); empty = "
+                           "$RAY_ADDRESS, else a Ray instance on this machine")
+    num_workers: int = opt(0, "workers, each holding one model; 0 = one per GPU of the cluster "
+                              "(one worker without GPUs)", range=(0, 10_000))
+    gpus_per_worker: float = opt(1.0, "GPUs reserved per worker when the cluster has GPUs",
+                                 range=(0.0, 8.0))
+    cpus_per_worker: float = opt(1.0, "CPUs reserved per worker", range=(0.0, 256.0))
+    pairs_per_task: int = opt(8, "consecutive pairs per task (a worker reuses their encodings)",
+                              range=(1, 10_000))
+    tasks_in_flight: int = opt(2, "tasks queued per worker (bounds the driver's memory)",
+                               range=(1, 64))
+    max_restarts: int = opt(3, "restarts of a dead worker, each retrying its task",
+                            range=(0, 100))
+    connect_timeout: float = opt(10.0, "seconds to wait for the cluster's address to answer",
+                                 range=(0.1, 600.0))
 
     def __post_init__(self) -> None:
         validate_fields(self)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import numpy as np
@@ -27,88 +26,23 @@ import torch
 
 from mast3r_ros.core.config import MappingConfig
 from mast3r_ros.core.errors import ConfigError, InputError
-from mast3r_ros.core.mapping.canonical import AlignmentProblem
 from mast3r_ros.core.mapping.kinematic import KinematicTree
-from mast3r_ros.core.mapping.optim import (Adam, cosine_schedule, gamma_loss, quat_to_rotmat,
-                                           rigid_inv, transform_segments)
+from mast3r_ros.core.mapping.known import AlignmentResult, KnownCameras
+from mast3r_ros.core.mapping.optim import (
+    Adam,
+    cosine_schedule,
+    gamma_loss,
+    quat_to_rotmat,
+    rigid_inv,
+    transform_segments,
+)
+from mast3r_ros.core.mapping.problem import AlignmentProblem
 
 __all__ = ["gamma_loss", "cosine_schedule", "quat_to_rotmat", "KnownCameras", "AlignmentResult",
            "SparseSceneOptimizer", "sparse_scene_optimize"]
 
 logger = logging.getLogger(__name__)
 ProgressFn = Callable[[str, int, int, float], None]
-
-
-@dataclass
-class KnownCameras:
-    """Known intrinsics and/or poses, in the network image's pixels and any metric world frame.
-
-    Attributes:
-        K: image index -> (3, 3) intrinsics (pixels of the network-size image).
-        T_world_cam: image index -> (4, 4) camera-to-world pose (e.g. from odometry).
-        intrinsics_mode: ``fixed`` (never optimised), ``prior`` (optimised with a penalty) or
-            ``init`` (only the starting value).
-        poses_mode: ``fixed`` (every image needs a pose) or ``prior`` (at least two).
-        pose_prior_weight, intrinsics_prior_weight: weights of the prior penalties.
-    """
-
-    K: dict[int, np.ndarray] = field(default_factory=dict)
-    T_world_cam: dict[int, np.ndarray] = field(default_factory=dict)
-    intrinsics_mode: str = "fixed"
-    poses_mode: str = "prior"
-    pose_prior_weight: float = 1.0
-    intrinsics_prior_weight: float = 1.0
-
-    def validate(self, n: int) -> None:
-        """Raises ConfigError / InputError on bad modes, indices or matrices."""
-        if self.intrinsics_mode not in ("fixed", "prior", "init"):
-            raise ConfigError(f"intrinsics_mode={self.intrinsics_mode!r}: use fixed, prior or init")
-        if self.poses_mode not in ("fixed", "prior"):
-            raise ConfigError(f"poses_mode={self.poses_mode!r}: use fixed or prior")
-        for name, d, shape in (("K", self.K, (3, 3)), ("T_world_cam", self.T_world_cam, (4, 4))):
-            for k, m in d.items():
-                m = np.asarray(m)
-                if not 0 <= k < n or m.shape != shape or not np.isfinite(m).all():
-                    raise InputError(f"known {name}[{k}] must be a finite {shape} matrix for an "
-                                     f"image index in [0, {n})")
-        for k, m in self.K.items():
-            if m[0, 0] <= 0 or m[1, 1] <= 0:
-                raise InputError(f"known K[{k}] has a non-positive focal")
-        if self.T_world_cam and self.poses_mode == "fixed" and len(self.T_world_cam) != n:
-            raise InputError(f"poses_mode='fixed' needs a pose for all {n} images, got "
-                             f"{len(self.T_world_cam)}; use poses_mode='prior'")
-        if self.poses_mode == "prior" and len(self.T_world_cam) == 1:
-            raise InputError("a pose prior needs at least two known poses")
-
-
-@dataclass
-class AlignmentResult:
-    """Output of the alignment.
-
-    Attributes:
-        K: (N, 3, 3) float64 intrinsics (network image pixels).
-        T_world_cam: (N, 4, 4) float64 camera-to-world poses.
-        anchor_depth: list of (h*w,) float32 depths of the anchors of each image.
-        pts3d: list of (n_i, 3) float32 world points of each image's matched pixels.
-        loss_coarse, loss_fine: value of each stage's loss before its last step (NaN if not run).
-        tree: the kinematic tree used.
-    """
-
-    K: np.ndarray
-    T_world_cam: np.ndarray
-    anchor_depth: list[np.ndarray]
-    pts3d: list[np.ndarray]
-    loss_coarse: float
-    loss_fine: float
-    tree: KinematicTree
-
-    @property
-    def focals(self) -> np.ndarray:
-        return self.K[:, 0, 0].copy()
-
-    @property
-    def principal_points(self) -> np.ndarray:
-        return self.K[:, :2, 2].copy()
 
 
 class SparseSceneOptimizer:
@@ -187,6 +121,7 @@ class SparseSceneOptimizer:
         self.o_xy = self.pt_xy.index_select(0, self.o_pix)
         fb_idx, fb_cam, fb_tgt, fb_conf = [], [], [], []
         pair_index = {pr: k for k, pr in enumerate(p.pairs)}
+        self._check_fallback_data(p, ok)
         for (a, b), (tgt, conf) in zip(p.fb_pairs, p.fb_target):
             k = pair_index.get((a, b), pair_index.get((b, a)))
             if bool(ok[k]):
@@ -206,6 +141,18 @@ class SparseSceneOptimizer:
         logger.info("alignment: %d/%d pairs use matches (%d matches), %d fall back to regression",
                     int(ok.sum()), len(ok), len(self.m_conf), int((~ok).sum()))
 
+    @staticmethod
+    def _check_fallback_data(p: AlignmentProblem, ok: torch.Tensor) -> None:
+        """Every pair that falls back must have its fallback data in the problem."""
+        have = {frozenset(ab) for ab in p.fb_pairs}
+        lacking = [p.pairs[k] for k in torch.nonzero(~ok).flatten().tolist()
+                   if frozenset(p.pairs[k]) not in have]
+        if lacking:
+            raise ConfigError(f"{len(lacking)} pairs (e.g. {lacking[0]}) fall back to the "
+                              f"regression loss but the problem was gathered for "
+                              f"matching_conf_thr={p.fallback_conf_thr}; gather it with the "
+                              "optimiser's matching_conf_thr")
+
     # ----------------------------------------------------------------- model
     def intrinsics(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(N,) focals clipped to [0.25, 10] x diagonal, (N, 2) relative principal points."""
@@ -219,13 +166,12 @@ class SparseSceneOptimizer:
                          torch.zeros(self.n, 1, 4, dtype=self.dt, device=self.dev)), 1)
         rel = rel + torch.nn.functional.pad(torch.ones(self.n, 1, 1, dtype=self.dt,
                                                        device=self.dev), (3, 0, 3, 0))
-        cams: list[Optional[torch.Tensor]] = [None] * self.n
-        cams[self.tree.root] = rel[self.tree.root]
+        cams: dict[int, torch.Tensor] = {self.tree.root: rel[self.tree.root]}
         for parents, children in self.levels:
             out = torch.stack([cams[int(a)] for a in parents]) @ rel[children]
             for c, T in zip(children.tolist(), out):
                 cams[c] = T
-        return torch.stack(cams)
+        return torch.stack([cams[k] for k in range(self.n)])
 
     def forward(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Current state: K (N,3,3), cam2w (N,4,4), anchor depths (A,), world points (P,3)."""
@@ -235,6 +181,7 @@ class SparseSceneOptimizer:
         K[:, :2, 2] = pp_rel * self.sizes
         size = self.log_size.exp()
         z_cam = size * self.med * f / self.base_f
+        gs: torch.Tensor | float
         if self.fixed_pose is not None:
             cam2w, gs = self.fixed_pose, 1.0
         else:
@@ -311,8 +258,8 @@ class SparseSceneOptimizer:
     # ----------------------------------------------------------------- stages
     def _loop(self, stage: str, loss_fn, lr0: float, niter: int, fn,
               progress: Optional[ProgressFn]) -> tuple[tuple, float]:
-        params = [self.pp_rel, self.log_f, self.quat, self.trans, self.log_size, self.core]
-        params = [p for p in params if p.requires_grad]
+        params: list[torch.Tensor] = [p for p in (self.pp_rel, self.log_f, self.quat, self.trans,
+                                                  self.log_size, self.core) if p.requires_grad]
         opt = Adam(params, betas=(0.9, 0.9)) if params else None
         fd = gamma_loss(self.cfg.gamma_fallback)
         loss_v = float("nan")
@@ -328,7 +275,7 @@ class SparseSceneOptimizer:
             loss.backward()
             opt.step(lr)
             with torch.no_grad():
-                self.quat /= self.quat.norm(dim=1, keepdim=True)
+                self.quat.div_(self.quat.norm(dim=1, keepdim=True))
             loss_v = float(loss.detach())
             if progress is not None:
                 progress(stage, it + 1, niter, loss_v)
@@ -358,17 +305,11 @@ class SparseSceneOptimizer:
                     prm.register_hook(lambda g, m=m: g * m)
 
     def run(self, progress: Optional[ProgressFn] = None) -> AlignmentResult:
-        """Coarse stage, then (if ``niter2 > 0``) the refinement stage (with ``cfg.num_threads``
-        torch threads; the previous setting is restored)."""
-        saved = torch.get_num_threads()
-        if self.cfg.num_threads:
-            torch.set_num_threads(self.cfg.num_threads)
-        try:
-            return self._run(progress)
-        finally:
-            torch.set_num_threads(saved)
+        """Coarse stage, then (if ``niter2 > 0``) the refinement stage.
 
-    def _run(self, progress: Optional[ProgressFn]) -> AlignmentResult:
+        Runs on the caller's torch thread settings (the CLI or node chooses them once; these
+        tensors are small, so one thread is fastest below ~1e5 points).
+        """
         cfg = self.cfg
         self._set_trainable(fine=False)
         res, l1 = self._loop("coarse", self.loss_3d, cfg.lr1, cfg.niter1, gamma_loss(cfg.gamma1),

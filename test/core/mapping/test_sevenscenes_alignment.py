@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from mast3r_ros.core.config import MappingConfig
-from mast3r_ros.core.mapping.canonical import build_problem
+from mast3r_ros.core.mapping.problem import build_problem
 from mast3r_ros.core.mapping.kinematic import spanning_tree
 from mast3r_ros.core.mapping.scene_graph import make_pairs
 from mast3r_ros.core.mapping.sparse_ga import KnownCameras, sparse_scene_optimize
@@ -41,7 +41,7 @@ def sevenscenes(data_dir):
     from mast3r_ros.core.map import build_map_from_rgbd
 
     kmap = build_map_from_rgbd(data_dir / "sevenscenes_redkitchen_rgbd", max_frames=N_FRAMES)
-    kfs = kmap.keyframes
+    kfs = list(kmap.keyframes())
     W, H = int(640 * SCALE), int(480 * SCALE)
     K = kfs[0].K.copy()
     K[:2] *= SCALE

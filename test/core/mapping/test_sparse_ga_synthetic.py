@@ -11,7 +11,7 @@ import pytest
 
 from mast3r_ros.core.config import MappingConfig
 from mast3r_ros.core.errors import ConfigError, InputError
-from mast3r_ros.core.mapping.canonical import build_problem
+from mast3r_ros.core.mapping.problem import build_problem
 from mast3r_ros.core.mapping.kinematic import KinematicTree, spanning_tree
 from mast3r_ros.core.mapping.scene_graph import make_pairs
 from mast3r_ros.core.mapping.sparse_ga import (KnownCameras, SparseSceneOptimizer, gamma_loss,
