@@ -117,6 +117,8 @@ class RayPairCompute:
         ray_cfg: cluster address, workers, chunking and restarts.
         max_encodings: encoder outputs kept per worker.
         runtime_env: optional Ray runtime environment for the workers (e.g. ``env_vars``).
+        worker_class: the worker implementation (a :class:`PairWorker` subclass; tests inject
+            faults with it).
 
     Raises:
         CheckpointError: no checkpoint configured, or it cannot be read on the driver (its
@@ -124,9 +126,10 @@ class RayPairCompute:
     """
 
     def __init__(self, model: ModelConfig, ray_cfg: RayConfig, max_encodings: int = 16,
-                 runtime_env: Optional[dict[str, Any]] = None) -> None:
+                 runtime_env: Optional[dict[str, Any]] = None,
+                 worker_class: type[PairWorker] = PairWorker) -> None:
         self.model, self.cfg, self.max_encodings = model, ray_cfg, max_encodings
-        self.runtime_env = runtime_env
+        self.runtime_env, self.worker_class = runtime_env, worker_class
         self._model_id: Optional[str] = None
 
     def settings(self, subsample: int) -> PairSettings:
@@ -161,7 +164,7 @@ class RayPairCompute:
         gpus = float(ray.cluster_resources().get("GPU", 0.0))
         per_gpu = self.cfg.gpus_per_worker if gpus > 0 else 0.0
         n = self.cfg.num_workers or (max(1, int(gpus // per_gpu)) if per_gpu else 1)
-        actor = ray.remote(PairWorker).options(
+        actor = ray.remote(self.worker_class).options(
             num_gpus=per_gpu, num_cpus=self.cfg.cpus_per_worker,
             max_restarts=self.cfg.max_restarts, max_task_retries=self.cfg.max_restarts)
         logger.info("Ray pairwise stage: %d workers (%.1f GPU, %.1f CPU each)", n, per_gpu,
