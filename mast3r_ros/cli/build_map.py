@@ -1,7 +1,11 @@
 """``mast3r-ros build-map SOURCE OUT``: build a map with MASt3R sparse global alignment.
 
-SOURCE is a folder of images (sorted by name) or a rosbag2 (folder or ``.mcap`` / ``.db3`` file,
-read with ``rosbags``; ``--topic`` picks a ``sensor_msgs/Image`` or ``CompressedImage`` topic).
+SOURCE is a folder of images (sorted by name, read when needed) or a rosbag2 (folder or ``.mcap`` /
+``.db3`` file, read with ``rosbags``; ``--topic`` picks a ``sensor_msgs/Image`` or
+``CompressedImage`` topic).
+
+``--ray [ADDRESS]`` runs the pairwise stage on a Ray cluster (one model per worker, results into
+the shared ``--cache-dir``); without it nothing imports Ray.
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from mast3r_ros.cli.common import add_localizer_args, config_from_args, dump_json
-from mast3r_ros.core.config import MappingConfig
+from mast3r_ros.core.config import MappingConfig, RayConfig
 from mast3r_ros.core.errors import ConfigError, ImageError, InputError
+from mast3r_ros.core.mapping.images import ImageArrays, ImageFiles, ImageSource
 
 NAME = "build-map"
 HELP = "build a map from an image folder or a rosbag2 with MASt3R sparse global alignment"
@@ -39,15 +44,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--matching-conf-thr", type=float, default=d.matching_conf_thr)
     p.add_argument("--kinematic-mode", default=d.kinematic_mode)
     p.add_argument("--shared-intrinsics", action="store_true")
-    p.add_argument("--cache-dir", default="", help="pairwise cache directory (reused across runs)")
+    p.add_argument("--cache-dir", default="", help="pairwise cache directory (reused across runs "
+                   "and machines)")
+    dr = RayConfig()
+    p.add_argument("--ray", nargs="?", const="auto-or-local", default=None, metavar="ADDRESS",
+                   help="run the pairwise stage on Ray: a cluster address (host:port, "
+                   "ray://host:port), or nothing for $RAY_ADDRESS / a local instance")
+    p.add_argument("--ray-workers", type=int, default=dr.num_workers,
+                   help="Ray workers, one model each (0 = one per GPU of the cluster)")
     add_localizer_args(p)
-
-
-def _read_folder(folder: Path) -> tuple[list[np.ndarray], list[float]]:
-    from mast3r_ros.core.map import read_rgb
-
-    files = sorted(f for f in folder.iterdir() if f.suffix.lower() in _EXT)
-    return [read_rgb(f) for f in files], [float(k) for k in range(len(files))]
 
 
 def _decode_image(msg, typename: str) -> np.ndarray:
@@ -92,43 +97,70 @@ def _read_bag(path: Path, topic: str) -> tuple[list[np.ndarray], list[float]]:
     return images, stamps
 
 
+def _images(args: argparse.Namespace) -> tuple[ImageSource, list[float]]:
+    """The selected images (a folder's files stay on disk; a bag is decoded into memory)."""
+    keep = slice(None, None, max(args.stride, 1))
+    if args.source.is_dir() and not (args.source / "metadata.yaml").exists():
+        files = sorted(f for f in args.source.iterdir() if f.suffix.lower() in _EXT)
+        stamps = [float(k) for k in range(len(files))][keep]  # the frame index
+        files = files[keep]
+        n = args.max_images or len(files)
+        return ImageFiles(files[:n]), stamps[:n]
+    arrays, stamps = _read_bag(args.source, args.topic)
+    arrays, stamps = arrays[keep], stamps[keep]
+    n = args.max_images or len(arrays)
+    return ImageArrays(arrays[:n]), stamps[:n]
+
+
+def _pair_compute(args: argparse.Namespace, model_cfg, cfg: MappingConfig):
+    """The network for the pairwise stage: this process (make_engine), or Ray workers."""
+    if args.ray is None:
+        from mast3r_ros.core.model.factory import make_engine
+
+        return make_engine(model_cfg)
+    from mast3r_ros.core.mapping.ray_compute import RayPairCompute
+
+    address = "" if args.ray == "auto-or-local" else args.ray
+    return RayPairCompute(model_cfg, RayConfig(address=address, num_workers=args.ray_workers),
+                          cfg.encodings_in_memory)
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from mast3r_ros.core.backends import create_backend
-    from mast3r_ros.core.map import read_matrix, save_map
+    from mast3r_ros.core.map import read_matrix
     from mast3r_ros.core.mapping.build import build_map
 
     if args.backend != "mast3r":
         raise ConfigError("build-map needs the mast3r backend (--backend mast3r and a checkpoint)")
     if not args.source.exists():
         raise InputError(f"{args.source} does not exist")
-    is_folder = args.source.is_dir() and not (args.source / "metadata.yaml").exists()
-    images, stamps = _read_folder(args.source) if is_folder else _read_bag(args.source, args.topic)
-    keep = slice(None, None, max(args.stride, 1))
-    images, stamps = images[keep], stamps[keep]
-    if args.max_images:
-        images, stamps = images[:args.max_images], stamps[:args.max_images]
+    images, stamps = _images(args)
     cfg = MappingConfig(scene_graph=args.scene_graph, niter1=args.niter1, niter2=args.niter2,
                         lr1=args.lr1, lr2=args.lr2, matching_conf_thr=args.matching_conf_thr,
                         kinematic_mode=args.kinematic_mode,
                         shared_intrinsics=args.shared_intrinsics,
                         cache_dir=args.cache_dir, device=args.device)
     K = read_matrix(args.intrinsics, (3, 3)) if args.intrinsics else None
-    backend = create_backend(config_from_args(args))
+    loc_cfg = config_from_args(args)
     bars: dict[str, tqdm] = {}
 
     def progress(stage: str, done: int, total: int) -> None:
         bar = bars.get(stage) or bars.setdefault(stage, tqdm(total=total, desc=stage, leave=False))
         bar.update(done - bar.n)
 
-    res = build_map(images, backend.engine, cfg, model_id=backend.model_id,
-                    image_size=args.image_size, stamps=stamps, K=K, progress=progress)
+    res = build_map(images, _pair_compute(args, loc_cfg.model, cfg), cfg, stamps=stamps, K=K,
+                    progress=progress)
     for bar in bars.values():
         bar.close()
+    from mast3r_ros.core.backends import create_backend
+    from mast3r_ros.core.map import save_map
+
+    backend = create_backend(loc_cfg)
     backend.prepare_map(res.kmap)
     save_map(res.kmap, args.out)
     print(dump_json({"map": str(args.out), "keyframes": len(res.kmap), "pairs": len(res.pairs),
+                     "pairs_computed": res.compute.computed, "pairs_cached": res.compute.cached,
                      "focals": res.alignment.focals, "loss_coarse": res.alignment.loss_coarse,
                      "loss_fine": res.alignment.loss_fine, "timings": res.timings}))
     return 0
