@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import ray  # requirements-ray.txt (tools/setup.sh installs it): a missing ray fails, never skips
 import torch
 
 from mast3r_ros.core.config import MappingConfig, ModelConfig, RayConfig
@@ -22,7 +23,6 @@ from mast3r_ros.core.mapping.ray_compute import PairWorker, RayPairCompute, chec
 
 from _mapping_fixture import load_fixture
 
-ray = pytest.importorskip("ray", reason="ray is a test requirement (tools/setup.sh installs it)")
 REPO = Path(__file__).resolve().parents[3]
 HERE = Path(__file__).resolve().parent
 CFG = dict(scene_graph="swin-2", niter1=20, niter2=20, matching_conf_thr=0.0, device="cpu")
