@@ -76,7 +76,7 @@ def measure(n: int, iters: int, runs: int, device: str, threads: int) -> dict:
         if cuda:
             torch.cuda.synchronize()
 
-    opt = SparseSceneOptimizer(problem, tree, MappingConfig(num_threads=0), device=device)
+    opt = SparseSceneOptimizer(problem, tree, MappingConfig(), device=device)
     coarse = _stage_time(opt, "coarse", iters, runs, sync)
     fine = _stage_time(opt, "fine", iters, runs, sync)
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

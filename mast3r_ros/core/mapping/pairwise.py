@@ -14,6 +14,7 @@ keyed by image content. It is the one implementation of the stage: the local pat
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Optional, Protocol, Sequence
@@ -226,8 +227,6 @@ class LocalPairCompute:
                          for k in range(plan.num_images)])
 
     def run(self, plan: MappingPlan, progress: Optional[ProgressFn] = None) -> ComputeStats:
-        import time
-
         t0 = time.perf_counter()
         pc = PairComputer(self.engine, plan.cache, self.max_encodings)
         todo = plan.todo()

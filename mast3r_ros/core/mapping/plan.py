@@ -72,6 +72,11 @@ class MappingPlan:
     def num_images(self) -> int:
         return len(self.keys)
 
+    @property
+    def temporary_cache(self) -> bool:
+        """True when the cache is the plan's own temporary directory (no ``cache_dir`` given)."""
+        return self._tmp is not None
+
     def close(self) -> None:
         """Remove the plan's temporary pair cache (none when ``cache_dir`` was given)."""
         if self._tmp is not None:

@@ -177,7 +177,7 @@ class RayPairCompute:
         if any(p is None for p in paths):
             raise MappingError("the Ray pairwise stage reads images from files on the workers; "
                                "give build-map an image folder (not in-memory images or a bag)")
-        if plan._tmp is not None and self.cfg.address not in ("", "local"):
+        if plan.temporary_cache and self.cfg.address not in ("", "local"):
             raise MappingError("a Ray cluster needs a pairwise cache on storage every worker "
                                "reaches: set cache_dir (--cache-dir)")
         return [str(p) for p in paths]

@@ -7,8 +7,12 @@ import pytest
 import torch
 
 from mast3r_ros.core.errors import InputError
-from mast3r_ros.core.mapping.canonical import (CanonicalView, anchor_depth_offsets,
-                                               canonical_focal, canonical_view)
+from mast3r_ros.core.mapping.canonical import (
+    CanonicalView,
+    anchor_depth_offsets,
+    canonical_focal,
+    canonical_view,
+)
 from mast3r_ros.core.mapping.kinematic import KinematicTree, max_spanning_tree, spanning_tree
 from mast3r_ros.core.mapping.trajectory import absolute_trajectory_error, umeyama
 

@@ -12,8 +12,12 @@ from mast3r_ros.core.mapping.canonical import CanonicalAccumulator
 from mast3r_ros.core.mapping.gather import check_connected, graph_components
 from mast3r_ros.core.mapping.images import ImageArrays, ImageFiles, as_image_source
 from mast3r_ros.core.mapping.pairdata import PairData, PairView
-from mast3r_ros.core.mapping.problem import (MemoryHalves, RelDepthStore, assemble_problem,
-                                             build_problem)
+from mast3r_ros.core.mapping.problem import (
+    MemoryHalves,
+    RelDepthStore,
+    assemble_problem,
+    build_problem,
+)
 from mast3r_ros.core.mapping.scene_graph import make_pairs
 from mast3r_ros.core.mapping.synthetic import make_scene
 

@@ -10,6 +10,7 @@ import logging
 import numpy as np
 import pytest
 import torch
+from _mapping_fixture import load_fixture
 
 from mast3r_ros.core.config import MappingConfig, ModelConfig
 from mast3r_ros.core.errors import MappingError
@@ -17,8 +18,6 @@ from mast3r_ros.core.mapping.build import build_map, compute_pairs
 from mast3r_ros.core.mapping.cache import PairCache
 from mast3r_ros.core.mapping.gather import gather_problem
 from mast3r_ros.core.mapping.problem import build_problem
-
-from _mapping_fixture import load_fixture
 
 GRAPH = dict(scene_graph="complete", subsample=8)
 
@@ -60,9 +59,10 @@ def test_pairwise_matches_official_cache(computed, fx, engine):
     for i, j in plan.pairs:
         p = plan.cache.load(i, j, plan.keys[i], plan.keys[j])
         f, g, c = f"cache__fwd_{i}{j}__", f"cache__fwd_{j}{i}__", f"cache__corres_{i}{j}__"
-        for ours, key in ((p.view_i.pts_self, f + "X_a_in_a"), (p.view_i.pts_other, f + "X_b_in_a"),
-                          (p.view_i.conf_self, f + "C_a"), (p.view_i.conf_other, f + "C_b_in_a"),
-                          (p.view_j.pts_self, g + "X_a_in_a"), (p.view_j.pts_other, g + "X_b_in_a")):
+        vi, vj = p.view_i, p.view_j
+        for ours, key in ((vi.pts_self, f + "X_a_in_a"), (vi.pts_other, f + "X_b_in_a"),
+                          (vi.conf_self, f + "C_a"), (vi.conf_other, f + "C_b_in_a"),
+                          (vj.pts_self, g + "X_a_in_a"), (vj.pts_other, g + "X_b_in_a")):
             np.testing.assert_allclose(ours, fx[key], atol=1e-3, rtol=1e-4)
         np.testing.assert_array_equal(p.view_i.xy, fx[c + "xy_a"])
         np.testing.assert_array_equal(p.view_j.xy, fx[c + "xy_b"])

@@ -14,14 +14,13 @@ import numpy as np
 import pytest
 import ray  # requirements-ray.txt (tools/setup.sh installs it): a missing ray fails, never skips
 import torch
+from _mapping_fixture import load_fixture
 
 from mast3r_ros.core.config import MappingConfig, ModelConfig, RayConfig
 from mast3r_ros.core.errors import MappingError
 from mast3r_ros.core.mapping.build import build_map
 from mast3r_ros.core.mapping.images import ImageFiles
 from mast3r_ros.core.mapping.ray_compute import PairWorker, RayPairCompute, check_reachable
-
-from _mapping_fixture import load_fixture
 
 REPO = Path(__file__).resolve().parents[3]
 HERE = Path(__file__).resolve().parent

@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _mapping_fixture import fixture_pairs, load_fixture
 
 from mast3r_ros.core.config import MappingConfig
-from mast3r_ros.core.mapping.problem import build_problem
 from mast3r_ros.core.mapping.kinematic import spanning_tree
+from mast3r_ros.core.mapping.problem import build_problem
 from mast3r_ros.core.mapping.sparse_ga import sparse_scene_optimize
-
-from _mapping_fixture import fixture_pairs, load_fixture
 
 
 @pytest.fixture(scope="module")
