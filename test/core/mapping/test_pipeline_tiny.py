@@ -207,3 +207,19 @@ def test_build_map_round_trips_through_the_store(computed, fx, engine, cache_dir
     for a, b in zip(back.keyframes(), res.kmap.keyframes()):
         np.testing.assert_allclose(a.K, b.K)
         np.testing.assert_allclose(a.depth, b.depth)
+
+
+def test_retrieval_scene_graph_uses_the_engine_descriptors(fx, engine, cache_dir):
+    from mast3r_ros.core.mapping.pairwise import LocalPairCompute
+    from mast3r_ros.core.mapping.plan import plan_build
+    from mast3r_ros.core.mapping.scene_graph import make_pairs
+
+    ims = _uint8_images(fx)
+    compute = LocalPairCompute(engine)
+    plan = plan_build(ims, compute, MappingConfig(scene_graph="retrieval-0-2",
+                                                  cache_dir=str(cache_dir)))
+    desc = compute.descriptors(plan)
+    assert desc.shape[0] == 3 and desc.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(desc, axis=1), 1.0, rtol=1e-5)
+    expect = make_pairs(3, "retrieval-0-2", sim=desc @ desc.T)
+    assert set(map(frozenset, plan.pairs)) == set(map(frozenset, expect))
