@@ -25,7 +25,8 @@ from mast3r_ros.core.config import LocalizerConfig
 from mast3r_ros.core.evaluation import read_queries, summarize_absolute
 from mast3r_ros.core.geometry.pnp import estimate_pose_pnp
 from mast3r_ros.core.geometry.se3 import invert_pose, make_pose, pose_errors
-from mast3r_ros.core.localizer import Localizer, lift_matches
+from mast3r_ros.core.localizer import Localizer
+from mast3r_ros.core.pose import gather_correspondences
 from mast3r_ros.core.map import build_map_from_rgbd, read_matrix, read_rgb
 from mast3r_ros.core.types import Frame
 
@@ -79,14 +80,12 @@ def main() -> None:
     stage, corr = [], []
     for f in frames:
         r = loc.localize(f)
-        stage.append(r.timings)
-        kfs = [loc.map.keyframe(i) for i in r.keyframe_ids]
-        xs, Xs = [], []
-        for kf, m in zip(kfs, loc.backend.match(f, kfs)):
-            X, ok = lift_matches(kf, m)
-            xs.append(m.xy_query[ok])
-            Xs.append(X[ok])
-        corr.append((np.concatenate(xs), np.concatenate(Xs)))
+        stage.append(r.timings.as_dict())
+        kfs = [loc.map.keyframe(i) for i in r.cluster_ids]
+        refs = [loc.map.keyframe_encoding(i) for i in r.cluster_ids]
+        matched = loc.backend.match(loc.backend.encode(f.rgb), refs, cfg.matching)
+        c = gather_correspondences(kfs, matched.pairs)
+        corr.append((c.xy, c.X_map))
     solvers = {m: _opencv_solver(m) for m in ("magsac", "ransac_sqpnp", "ransac_epnp")}
     if _poselib_solver() is not None:
         solvers["poselib"] = _poselib_solver()

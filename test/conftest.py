@@ -56,3 +56,31 @@ def pytest_configure(config: pytest.Config) -> None:
         torch.set_num_threads(min(2, os.cpu_count() or 1))
     except ImportError:  # pragma: no cover - torch is a hard dependency
         pass
+
+
+@pytest.fixture(scope="session")
+def tied_checkpoint(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny checkpoint with its decoders made transparent and its two heads tied.
+
+    Every decoder block's attention, cross-attention and MLP output projections are zeroed (the
+    residual stream then carries each image's own encoder tokens) and ``downstream_head2`` gets
+    ``downstream_head1``'s weights. A view's outputs then depend on its own image only, and the
+    same image gives the same descriptors in either view: identical images match pixel for
+    pixel. This lets tests assert poses through the real network path (loader, engine, backend,
+    localizer) where random weights alone give meaningless matches. Same architecture, same keys.
+    """
+    import torch
+
+    ckpt = torch.load(tiny_checkpoint, map_location="cpu", weights_only=False)
+    sd = dict(ckpt["model"])
+    for k in list(sd):
+        if k.startswith(("dec_blocks.", "dec_blocks2.")) and \
+                k.split(".", 2)[2] in ("attn.proj.weight", "attn.proj.bias",
+                                       "cross_attn.proj.weight", "cross_attn.proj.bias",
+                                       "mlp.fc2.weight", "mlp.fc2.bias"):
+            sd[k] = torch.zeros_like(sd[k])
+        if k.startswith("downstream_head2."):
+            sd[k] = sd["downstream_head1." + k[len("downstream_head2."):]].clone()
+    out = tmp_path_factory.mktemp("ckpt") / "tiny_tied.pth"
+    torch.save({"args": ckpt["args"], "model": sd}, out)
+    return out

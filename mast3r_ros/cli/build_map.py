@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mast3r_ros.cli.common import add_localizer_args, config_from_args, dump_json
-from mast3r_ros.core.config import MappingConfig, RayConfig
+from mast3r_ros.core.config import MappingConfig, ModelConfig, RayConfig
 from mast3r_ros.core.errors import ConfigError, ImageError, InputError
 from mast3r_ros.core.mapping.images import ImageArrays, ImageFiles, ImageSource
+
+if TYPE_CHECKING:
+    from mast3r_ros.core.mapping.ray_compute import RayPairCompute
 
 NAME = "build-map"
 HELP = "build a map from an image folder or a rosbag2 with MASt3R sparse global alignment"
@@ -112,12 +116,9 @@ def _images(args: argparse.Namespace) -> tuple[ImageSource, list[float]]:
     return ImageArrays(arrays[:n]), stamps[:n]
 
 
-def _pair_compute(args: argparse.Namespace, model_cfg, cfg: MappingConfig):
-    """The network for the pairwise stage: this process (make_engine), or Ray workers."""
-    if args.ray is None:
-        from mast3r_ros.core.model.factory import make_engine
-
-        return make_engine(model_cfg)
+def _ray_compute(args: argparse.Namespace, model_cfg: ModelConfig,
+                 cfg: MappingConfig) -> RayPairCompute:
+    """The pairwise stage on Ray workers (imports Ray; only with ``--ray``)."""
     from mast3r_ros.core.mapping.ray_compute import RayPairCompute
 
     address = "" if args.ray == "auto-or-local" else args.ray
@@ -128,7 +129,10 @@ def _pair_compute(args: argparse.Namespace, model_cfg, cfg: MappingConfig):
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from mast3r_ros.core.map import read_matrix
+    from mast3r_ros.core.backends import encode_map
+    from mast3r_ros.core.backends.mast3r import Mast3rBackend
+    from mast3r_ros.core.map import read_matrix, save_map
+    from mast3r_ros.core.model.factory import make_engine
     from mast3r_ros.core.mapping.build import build_map
 
     if args.backend != "mast3r":
@@ -142,22 +146,19 @@ def run(args: argparse.Namespace) -> int:
                         shared_intrinsics=args.shared_intrinsics,
                         cache_dir=args.cache_dir, device=args.device)
     K = read_matrix(args.intrinsics, (3, 3)) if args.intrinsics else None
-    loc_cfg = config_from_args(args)
+    model_cfg = config_from_args(args).model
+    engine = make_engine(model_cfg) if args.ray is None else None  # --ray: none on the driver
     bars: dict[str, tqdm] = {}
 
     def progress(stage: str, done: int, total: int) -> None:
         bar = bars.get(stage) or bars.setdefault(stage, tqdm(total=total, desc=stage, leave=False))
         bar.update(done - bar.n)
 
-    res = build_map(images, _pair_compute(args, loc_cfg.model, cfg), cfg, stamps=stamps, K=K,
-                    progress=progress)
+    res = build_map(images, engine or _ray_compute(args, model_cfg, cfg), cfg, stamps=stamps,
+                    K=K, progress=progress)
     for bar in bars.values():
         bar.close()
-    from mast3r_ros.core.backends import create_backend
-    from mast3r_ros.core.map import save_map
-
-    backend = create_backend(loc_cfg)
-    backend.prepare_map(res.kmap)
+    encode_map(res.kmap, Mast3rBackend(engine or make_engine(model_cfg)))
     save_map(res.kmap, args.out)
     print(dump_json({"map": str(args.out), "keyframes": len(res.kmap), "pairs": len(res.pairs),
                      "pairs_computed": res.compute.computed, "pairs_cached": res.compute.cached,

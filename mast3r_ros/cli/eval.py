@@ -23,8 +23,9 @@ from mast3r_ros.core.geometry.camera import scale_intrinsics
 from mast3r_ros.core.geometry.essential import estimate_relative_pose
 from mast3r_ros.core.geometry.se3 import pose_errors
 from mast3r_ros.core.localizer import Localizer
-from mast3r_ros.core.map import Keyframe, build_map_from_rgbd, load_map, read_matrix, read_rgb
-from mast3r_ros.core.types import Frame
+from mast3r_ros.core.config import MatchingConfig
+from mast3r_ros.core.map import build_map_from_rgbd, load_map, read_matrix, read_rgb
+from mast3r_ros.core.types import Frame, KeyframeEncoding, Timings
 
 NAME = "eval"
 HELP = "evaluate on shared/data sets: absolute (7-Scenes), relative (pairs), retrieval"
@@ -58,9 +59,10 @@ def _load_or_build_map(args: argparse.Namespace):
     return load_map(args.map) if args.map is not None else build_map_from_rgbd(args.data)
 
 
-def _median_timings(timings: list[dict[str, float]]) -> dict[str, float]:
-    keys = sorted({k for t in timings for k in t})
-    return {k: float(np.median([t[k] for t in timings if k in t])) * 1000 for k in keys}
+def _median_timings(timings: list[Timings]) -> dict[str, float]:
+    dicts = [t.as_dict() for t in timings]
+    keys = sorted({k for t in dicts for k in t})
+    return {k: float(np.median([t[k] for t in dicts if k in t])) * 1000 for k in keys}
 
 
 def plot_positions(est: np.ndarray, gt: np.ndarray, path: Path) -> None:
@@ -114,7 +116,7 @@ def run_absolute(args: argparse.Namespace) -> int:
                       "position_error_cm": dp * 100, "rotation_error_deg": dr,
                       "num_matches": r.num_matches, "num_inliers": r.num_inliers,
                       "reprojection_error_px": r.reprojection_error,
-                      "keyframe_ids": r.keyframe_ids, "timings_s": r.timings,
+                      "keyframe_ids": r.keyframe_ids, "timings_s": r.timings.as_dict(),
                       "position_std_cm": (np.sqrt(np.diag(r.covariance)[:3]) * 100
                                           if r.covariance is not None else None)})
     summary = {"task": "absolute", "data": str(args.data), "backend": loc.backend.name,
@@ -128,9 +130,11 @@ def run_absolute(args: argparse.Namespace) -> int:
 
 
 def estimate_pair(backend: MatcherBackend, rgb0: np.ndarray, K0: np.ndarray, rgb1: np.ndarray,
-                  K1: np.ndarray, threshold: float) -> tuple[Optional[np.ndarray], Optional[np.ndarray], int]:
+                  K1: np.ndarray, threshold: float, matching: MatchingConfig
+                  ) -> tuple[Optional[np.ndarray], Optional[np.ndarray], int]:
     """Relative pose cam0 -> cam1 of two images with a backend: (R, t, num_matches)."""
-    m = backend.match(Frame(rgb0, K0), [Keyframe(0, rgb1, K1, np.eye(4))])[0]
+    ref = KeyframeEncoding(0, backend.encode(rgb1), lambda: rgb1)
+    m = backend.match(backend.encode(rgb0), [ref], matching, query_image=rgb0).pairs[0]
     rel = estimate_relative_pose(m.xy_query, m.xy_ref, K0, K1, threshold_px=threshold)
     return (rel.R, rel.t, len(m)) if rel.success else (None, None, len(m))
 
@@ -151,13 +155,14 @@ def _load_resized(path: Path, K: np.ndarray, max_size: int) -> tuple[np.ndarray,
 def run_relative(args: argparse.Namespace) -> int:
     pairs = _select(read_pairs(args.data / "pairs_with_gt.txt"), args)
     img_root = args.data / "images" if (args.data / "images").is_dir() else args.data
-    backend = create_backend(config_from_args(args))
+    cfg = config_from_args(args)
+    backend = create_backend(cfg)
     items, er, et, times = [], [], [], []
     for p in tqdm(pairs, desc="pairs", unit="pair"):
         rgb0, K0 = _load_resized(img_root / p.name0, p.K0, args.max_size)
         rgb1, K1 = _load_resized(img_root / p.name1, p.K1, args.max_size)
         t = time.perf_counter()
-        R, tvec, n = estimate_pair(backend, rgb0, K0, rgb1, K1, args.threshold)
+        R, tvec, n = estimate_pair(backend, rgb0, K0, rgb1, K1, args.threshold, cfg.matching)
         times.append(time.perf_counter() - t)
         e_r, e_t = relative_pose_errors(p.T_0to1, R, tvec) if R is not None else (np.inf, np.inf)
         er.append(e_r)
@@ -180,7 +185,10 @@ def run_retrieval(args: argparse.Namespace) -> int:
     ids = np.array(loc.map.ids)
     retrieved, relevant, items = [], [], []
     for q in tqdm(queries, desc="retrieve", unit="query"):
-        got, scores = loc.retrieve(Frame(read_rgb(args.data / q.name), None))
+        enc = loc.backend.encode(read_rgb(args.data / q.name))
+        assert loc.map.index is not None
+        got_ids, got_scores = loc.map.index.search(enc.global_desc, loc.config.retrieval.top_k)
+        got, scores = [int(i) for i in got_ids], [float(s) for s in got_scores]
         near = set(ids[np.argsort(np.linalg.norm(C - q.T_world_cam[:3, 3], axis=1))[:n_relevant]]
                    .tolist())
         retrieved.append(got)

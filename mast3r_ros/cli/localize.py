@@ -58,5 +58,5 @@ def run(args: argparse.Namespace) -> int:
                          "num_matches": r.num_matches, "num_inliers": r.num_inliers,
                          "reprojection_error_px": r.reprojection_error,
                          "keyframe_ids": r.keyframe_ids, "method": r.method,
-                         "backend": r.backend, "timings_s": r.timings}), flush=True)
+                         "backend": r.backend, "timings_s": r.timings.as_dict()}), flush=True)
     return 0 if failures == 0 else 1

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from mast3r_ros.cli.common import add_localizer_args, config_from_args, dump_json
-from mast3r_ros.core.backends import create_backend
+from mast3r_ros.core.backends import create_backend, encode_map
 from mast3r_ros.core.map import build_map_from_rgbd, save_map
 
 NAME = "map-from-rgbd"
@@ -26,8 +26,9 @@ def run(args: argparse.Namespace) -> int:
     kmap = build_map_from_rgbd(args.data, depth_scale=args.depth_scale, stride=args.stride,
                                max_frames=args.max_frames)
     backend = create_backend(config_from_args(args))
-    backend.prepare_map(kmap)  # global descriptors (+ cached features for mast3r)
+    encode_map(kmap, backend)  # global descriptors + local features of every keyframe
     save_map(kmap, args.out)
+    enc = backend.encoder_id
     print(dump_json({"map": str(args.out), "keyframes": len(kmap), "backend": backend.name,
-                     "descriptor": kmap.meta.descriptor, "model_id": kmap.meta.model_id}))
+                     "descriptor": enc.descriptor, "model_id": enc.model_id}))
     return 0

@@ -25,6 +25,7 @@ __all__ = [
     "validate_fields",
     "ModelConfig",
     "MatchingConfig",
+    "SiftConfig",
     "RetrievalConfig",
     "PoseConfig",
     "LocalizerConfig",
@@ -105,6 +106,21 @@ class MatchingConfig:
     c2f_overlap: float = opt(0.5, "overlap of the coarse-to-fine crop grid", range=(0.0, 0.95))
     c2f_max_crop_pairs: int = opt(8, "maximum crop pairs per image pair in coarse-to-fine",
                                   range=(1, 64))
+    ratio: float = opt(0.8, "SIFT baseline: Lowe ratio test threshold (best / second-best "
+                            "descriptor distance)", range=(0.05, 1.0))
+    mutual: bool = opt(True, "SIFT baseline: keep only mutual nearest neighbours")
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
+
+
+@dataclass(frozen=True)
+class SiftConfig:
+    """Features of the classical SIFT baseline backend (they define its encodings: read-only)."""
+
+    n_features: int = opt(8000, "SIFT features per image (OpenCV nfeatures)", range=(16, 100_000),
+                          read_only=True)
+    root_sift: bool = opt(False, "RootSIFT-normalised descriptors", read_only=True)
 
     def __post_init__(self) -> None:
         validate_fields(self)
@@ -117,6 +133,12 @@ class RetrievalConfig:
     top_k: int = opt(4, "number of keyframes matched against each query", range=(1, 64))
     prior_radius: float = opt(5.0, "with a pose prior, only keyframes within this distance (m)",
                               range=(0.0, None))
+    cluster_radius: float = opt(3.0, "retrieved keyframes farther apart than this (m, single "
+                                      "linkage on camera positions) are solved as separate "
+                                      "places and the best pose wins (look-alike rooms)",
+                                range=(0.0, None))
+    max_clusters: int = opt(3, "at most this many places (retrieval clusters) are matched and "
+                               "solved per query", range=(1, 64))
 
     def __post_init__(self) -> None:
         validate_fields(self)
@@ -153,6 +175,7 @@ class LocalizerConfig:
     backend: str = opt("mast3r", "matcher backend: mast3r (the product) or sift (classical baseline)",
                        choices=("mast3r", "sift"), read_only=True)
     model: ModelConfig = field(default_factory=ModelConfig)
+    sift: SiftConfig = field(default_factory=SiftConfig)
     matching: MatchingConfig = field(default_factory=MatchingConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     pose: PoseConfig = field(default_factory=PoseConfig)

@@ -1,43 +1,37 @@
-"""retrieve -> match -> lift to 3D -> pose: the one place that knows the order of the pipeline.
-
-Covariance: ``sigma^2 (J^T J)^-1`` of the PnP refinement (see
-:mod:`mast3r_ros.core.geometry.covariance`), order (x, y, z, rx, ry, rz) in the MAP frame as in
-ROS ``PoseWithCovariance``, times ``PoseConfig.covariance_scale``; None on the essential-matrix
-path (no map 3D).
+"""encode -> retrieve -> match -> lift -> pose: the one place that knows the order of the pipeline.
 
 ``Localizer.localize`` never raises for data it cannot localize (bad image, bad K, empty map, no
 matches, degenerate geometry, failed gates): it returns ``LocalizationResult(success=False,
 reason=...)``. Only programming/configuration errors raise (typed :class:`Mast3rRosError`).
+
+Each stage is a function of typed values in its own module: the backend's ``encode`` / ``match``
+(:mod:`mast3r_ros.core.backends`), retrieval of places (:mod:`mast3r_ros.core.retrieval.select`),
+2D-3D correspondences and the solvers (:mod:`mast3r_ros.core.pose`). The localizer holds the
+configuration, the backend and the map, and nothing about previous frames.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import time
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from mast3r_ros.core.backends import MatcherBackend, create_backend
+from mast3r_ros.core.backends import MatcherBackend, create_backend, encode_map
 from mast3r_ros.core.config import LocalizerConfig
-from mast3r_ros.core.errors import InputError
-from mast3r_ros.core.geometry.camera import backproject, intrinsics_problem, sample_depth
-from mast3r_ros.core.geometry.essential import estimate_relative_pose, triangulate_depths
-from mast3r_ros.core.geometry.pnp import estimate_pose_pnp
-from mast3r_ros.core.geometry.scale import estimate_scale
-from mast3r_ros.core.geometry.se3 import transform_points
-from mast3r_ros.core.map.keyframe import Keyframe, KeyframeMap
+from mast3r_ros.core.errors import ConfigError, InputError
+from mast3r_ros.core.geometry.camera import intrinsics_problem, sample_depth
+from mast3r_ros.core.map.keyframe import KeyframeMap
 from mast3r_ros.core.map.store import load_map
-from mast3r_ros.core.retrieval.index import GlobalIndex
-from mast3r_ros.core.types import Frame, LocalizationResult, Matches
+from mast3r_ros.core.pose import PoseEstimate, gather_correspondences, solve_essential, solve_pnp
+from mast3r_ros.core.retrieval.select import Place, retrieve_places
+from mast3r_ros.core.types import Encoding, Frame, LocalizationResult, MatchResult, StageTimer
 
-__all__ = ["Localizer", "lift_matches", "frame_problem"]
+__all__ = ["Localizer", "frame_problem"]
 
 logger = logging.getLogger(__name__)
-
-#: reject keyframe depth at pixels whose 3x3 neighbourhood spans more than this relative range
-DEPTH_EDGE_REL = 0.05
 
 
 def frame_problem(frame: Frame) -> Optional[str]:
@@ -60,30 +54,11 @@ def frame_problem(frame: Frame) -> Optional[str]:
                     f"({cx:.1f}, {cy:.1f}) outside it); rescale K to the image size")
     if frame.depth is not None and np.asarray(frame.depth).shape != rgb.shape[:2]:
         return f"query depth shape {np.asarray(frame.depth).shape} != image {rgb.shape[:2]}"
+    prior = frame.T_map_cam_prior
+    if prior is not None and (np.asarray(prior).shape != (4, 4)
+                              or not np.all(np.isfinite(np.asarray(prior, dtype=float)))):
+        return "pose prior must be a finite 4x4 matrix"
     return None
-
-
-def lift_matches(kf: Keyframe, m: Matches) -> tuple[np.ndarray, np.ndarray]:
-    """Map-frame 3D points of the keyframe side of matches (depth, else pointmap).
-
-    Returns:
-        ``(X_map (N, 3) float64 with NaN rows where no valid 3D exists, valid (N,) bool)``.
-    """
-    n = len(m)
-    X = np.full((n, 3), np.nan)
-    if n == 0:
-        return X, np.zeros(0, dtype=bool)
-    if kf.depth is not None:
-        z = sample_depth(kf.depth, m.xy_ref, max_rel_jump=DEPTH_EDGE_REL)
-        ok = np.isfinite(z)
-        X[ok] = transform_points(kf.T_map_cam, backproject(m.xy_ref[ok], z[ok], kf.K))
-    elif kf.pointmap is not None:
-        col = np.rint(m.xy_ref[:, 0]).astype(np.int64)
-        row = np.rint(m.xy_ref[:, 1]).astype(np.int64)
-        inside = (col >= 0) & (col < kf.width) & (row >= 0) & (row < kf.height)
-        X[inside] = kf.pointmap[row[inside], col[inside]]
-    valid = np.all(np.isfinite(X), axis=1)
-    return X, valid
 
 
 class Localizer:
@@ -91,162 +66,148 @@ class Localizer:
 
     Args:
         config: pipeline configuration.
-        keyframe_map: the map (prepared by the backend here: descriptors/features are computed when
-            missing).
+        keyframe_map: the map; keyframes without an encoding of the backend are encoded here.
         backend: matcher backend; default: created from ``config.backend``.
+
+    Raises:
+        MapCompatibilityError: the map's stored encodings come from another model.
     """
 
     def __init__(self, config: LocalizerConfig, keyframe_map: KeyframeMap,
                  backend: Optional[MatcherBackend] = None) -> None:
-        self.config = config
+        self._config = config
         self.backend = backend if backend is not None else create_backend(config)
         self.map = keyframe_map
-        self._index: Optional[GlobalIndex] = None
         self.set_map(keyframe_map)
 
     @classmethod
-    def from_paths(cls, config: LocalizerConfig, map_path: Union[str, Path]) -> "Localizer":
-        """Create the backend (loads the model for ``mast3r``), then load and check the map.
+    def from_paths(cls, config: LocalizerConfig, map_path: Union[str, Path]) -> Localizer:
+        """Create the backend (loads the model for ``mast3r``), then load and prepare the map.
 
         Raises:
             CheckpointError: ``mast3r`` backend with a missing/invalid checkpoint.
             MapFormatError / MapCompatibilityError: unusable map.
         """
         backend = create_backend(config)
-        expected = getattr(backend, "expected_meta", None)
-        return cls(config, load_map(map_path, expected), backend)
+        return cls(config, load_map(map_path), backend)
+
+    @property
+    def config(self) -> LocalizerConfig:
+        """The pipeline configuration (read per frame)."""
+        return self._config
+
+    def update_config(self, config: LocalizerConfig) -> None:
+        """Apply new stage settings from the next frame on.
+
+        Raises:
+            ConfigError: a setting that defines the backend or its encodings changed (backend,
+                model, SIFT features); those need a new localizer.
+        """
+        for name in ("backend", "model", "sift"):
+            if getattr(config, name) != getattr(self._config, name):
+                raise ConfigError(f"{name} cannot change on a running localizer; reconfigure it")
+        self._config = config
 
     def set_map(self, keyframe_map: KeyframeMap) -> None:
-        """Replace the map (prepares it with the backend and rebuilds the retrieval index)."""
-        self.backend.prepare_map(keyframe_map)
+        """Replace the map, encoding the keyframes that have no encoding of this backend."""
+        encode_map(keyframe_map, self.backend)
         self.map = keyframe_map
-        if len(keyframe_map) and keyframe_map.global_desc is not None:
-            self._index = GlobalIndex(keyframe_map.global_desc, keyframe_map.ids)
-        else:
-            self._index = None
 
-    def _fail(self, reason: str, t0: float, **kw: object) -> LocalizationResult:
-        timings = dict(kw.pop("timings", {}) or {})  # type: ignore[arg-type]
-        timings["total"] = time.perf_counter() - t0
-        logger.debug("not localized: %s", reason)
-        return LocalizationResult(False, reason, timings=timings, backend=self.backend.name,
-                                  **kw)  # type: ignore[arg-type]
-
-    def retrieve(self, frame: Frame) -> tuple[list[int], list[float]]:
-        """Top-k keyframe ids and scores for a frame (restricted by its pose prior, if any)."""
-        assert self._index is not None
-        allowed = None
-        if frame.T_map_cam_prior is not None:
-            C = self.map.poses()[:, :3, 3]
-            d = np.linalg.norm(C - np.asarray(frame.T_map_cam_prior)[:3, 3], axis=1)
-            allowed = d <= self.config.retrieval.prior_radius
-        ids, scores = self._index.search(self.backend.global_descriptor(frame),
-                                         self.config.retrieval.top_k, allowed)
-        return [int(i) for i in ids], [float(s) for s in scores]
-
+    # ------------------------------------------------------------------ the pipeline
     def localize(self, frame: Frame,
                  keyframe_ids: Optional[Sequence[int]] = None) -> LocalizationResult:
         """Pose of one frame in the map (see the module docstring for the failure policy).
 
         Args:
             frame: the query.
-            keyframe_ids: match against these keyframes instead of the retrieved top-k (e.g. an
+            keyframe_ids: match against these keyframes instead of the retrieved places (e.g. an
                 oracle list in evaluations); unknown ids give ``success=False``.
         """
-        t0 = time.perf_counter()
+        timer = StageTimer()
         problem = frame_problem(frame)
         if problem is not None:
-            return self._fail(f"invalid input: {problem}", t0)
-        if len(self.map) == 0 or self._index is None:
-            return self._fail("map is empty", t0)
-        timings: dict[str, float] = {}
+            return self._result(timer, reason=f"invalid input: {problem}")
+        if len(self.map) == 0 or self.map.index is None:
+            return self._result(timer, reason="map is empty")
         try:
-            t = time.perf_counter()
-            if keyframe_ids is None:
-                ids, scores = self.retrieve(frame)
-            else:
-                ids, scores = [int(i) for i in keyframe_ids], [float("nan")] * len(keyframe_ids)
-                unknown = sorted(set(ids) - set(self.map.ids))
-                if unknown:
-                    return self._fail(f"unknown keyframe ids {unknown[:5]}", t0)
-            timings["retrieval"] = time.perf_counter() - t
-            if not ids:
-                return self._fail("no keyframe near the pose prior", t0, timings=timings)
-            kfs = [self.map.keyframe(i) for i in ids]
-            t = time.perf_counter()
-            matches = self.backend.match(frame, kfs)
-            timings["match_total"] = time.perf_counter() - t
+            query = self.backend.encode(frame.rgb)
+            timer.add(query.timings)
+            with timer.stage("retrieval"):
+                places = self._places(query, frame, keyframe_ids)
+            if not places:
+                return self._result(timer, reason="no keyframe near the pose prior")
+            best: Optional[tuple[PoseEstimate, Place]] = None
+            for place in places:
+                est = self._solve_place(frame, query, place, timer)
+                if best is None or (est.success, est.num_inliers) > (best[0].success,
+                                                                     best[0].num_inliers):
+                    best = (est, place)
         except InputError as exc:  # e.g. an image the network preprocessing cannot crop
-            return self._fail(f"invalid input: {exc}", t0, timings=timings)
-        timings.update(self.backend.timings)
-        common = dict(keyframe_ids=ids, retrieval_scores=scores, timings=timings)
-        K = frame.K
+            return self._result(timer, reason=f"invalid input: {exc}")
+        est, place = best
+        return self._result(timer, est, place, [i for p in places for i in p.ids],
+                            [s for p in places for s in p.scores])
+
+    def _places(self, query: Encoding, frame: Frame,
+                keyframe_ids: Optional[Sequence[int]]) -> list[Place]:
+        if keyframe_ids is not None:
+            unknown = sorted(set(int(i) for i in keyframe_ids) - set(self.map.ids))
+            if unknown:
+                raise InputError(f"unknown keyframe ids {unknown[:5]}")
+            return [Place([int(i) for i in keyframe_ids], [float("nan")] * len(keyframe_ids))]
+        prior = frame.T_map_cam_prior
+        return retrieve_places(self.map, query.global_desc, self._config.retrieval,
+                               None if prior is None else np.asarray(prior)[:3, 3])
+
+    def _solve_place(self, frame: Frame, query: Encoding, place: Place,
+                     timer: StageTimer) -> PoseEstimate:
+        """Match the query against one place's keyframes and solve its pose."""
+        cfg = self._config
+        records = [self.map.record(i) for i in place.ids]
+        need_geometry = frame.K is None or not all(r.has_3d for r in records)
+        refs = [self.map.keyframe_encoding(i) for i in place.ids]
+        matched = self.backend.match(query, refs, cfg.matching, geometry=need_geometry,
+                                     query_image=frame.rgb)
+        timer.add(matched.timings)
+        K = frame.K if frame.K is not None else (matched.geometry.K if matched.geometry else None)
         if K is None:
-            K = self.backend.estimate_intrinsics(frame)
-            if K is None:
-                return self._fail(f"no intrinsics given and backend '{self.backend.name}' cannot "
-                                  f"estimate them; provide CameraInfo", t0, **common)
+            return PoseEstimate(False, f"no intrinsics given and backend '{self.backend.name}' "
+                                "cannot estimate them; provide CameraInfo")
         K = np.asarray(K, dtype=np.float64)
-        if sum(len(m) for m in matches) == 0:
-            return self._fail("no matches with the retrieved keyframes", t0, **common)
-        if any(kf.has_3d for kf in kfs):
-            return self._solve_pnp(frame, K, kfs, matches, t0, common)
-        return self._solve_essential(frame, K, kfs, matches, t0, common)
+        if matched.num_matches == 0:
+            return PoseEstimate(False, "no matches with the retrieved keyframes")
+        with timer.stage("lift"):
+            kfs = [self.map.keyframe(i) for i in place.ids]
+        if any(r.has_3d for r in records):
+            with timer.stage("lift"):
+                corr = gather_correspondences(kfs, matched.pairs)
+            with timer.stage("pose"):
+                return solve_pnp(corr, K, cfg.pose)
+        with timer.stage("pose"):
+            return self._solve_essential(frame, K, kfs, matched)
 
-    def _solve_pnp(self, frame: Frame, K: np.ndarray, kfs: Sequence[Keyframe],
-                   matches: Sequence[Matches], t0: float, common: dict) -> LocalizationResult:
-        t = time.perf_counter()
-        xs, Xs = [], []
-        for kf, m in zip(kfs, matches):
-            X, ok = lift_matches(kf, m)
-            xs.append(m.xy_query[ok])
-            Xs.append(X[ok])
-        xy, X_map = np.concatenate(xs), np.concatenate(Xs)
-        common["timings"]["lift"] = time.perf_counter() - t
-        t = time.perf_counter()
-        pc = self.config.pose
-        res = estimate_pose_pnp(xy, X_map, K, reproj_threshold=pc.ransac_reproj_threshold,
-                                confidence=pc.ransac_confidence, max_iters=pc.ransac_max_iters,
-                                min_inliers=pc.min_inliers,
-                                max_median_reproj_error=pc.max_median_reproj_error,
-                                refine=pc.refine, method=pc.pnp_method)
-        common["timings"]["pose"] = time.perf_counter() - t
-        common["timings"]["total"] = time.perf_counter() - t0
-        inl = res.inliers
-        cov = res.covariance * pc.covariance_scale if res.covariance is not None else None
-        return LocalizationResult(
-            res.success, res.reason, res.T_map_cam, cov, int(xy.shape[0]),
-            res.num_inliers, res.reprojection_error, X_map[inl] if inl.size else np.zeros((0, 3)),
-            xy[inl] if inl.size else np.zeros((0, 2)), method="pnp", backend=self.backend.name,
-            **common)
+    def _solve_essential(self, frame: Frame, K: np.ndarray, kfs: list,
+                         matched: MatchResult) -> PoseEstimate:
+        best = int(np.argmax([len(m) for m in matched.pairs]))
+        geo = matched.geometry
 
-    def _solve_essential(self, frame: Frame, K: np.ndarray, kfs: Sequence[Keyframe],
-                         matches: Sequence[Matches], t0: float, common: dict) -> LocalizationResult:
-        """No map 3D: relative pose to the best-matched keyframe, metric scale from query depth."""
-        t = time.perf_counter()
-        best = int(np.argmax([len(m) for m in matches]))
-        kf, m = kfs[best], matches[best]
-        rel = estimate_relative_pose(m.xy_query, m.xy_ref, K, kf.K, threshold_px=1.0)
-        common["timings"]["pose"] = time.perf_counter() - t
-        if not rel.success:
-            return self._fail(f"essential matrix: {rel.reason}", t0, num_matches=len(m), **common)
-        xq, xr = m.xy_query[rel.inliers], m.xy_ref[rel.inliers]
-        metric = self.backend.query_depth(frame, xq)
-        if metric is None and frame.depth is not None:
-            metric = sample_depth(np.asarray(frame.depth, dtype=np.float32), xq)
-        if metric is None:
-            return self._fail("keyframes have no depth and the query no metric depth: scale "
-                              "unknown", t0, num_matches=len(m), **common)
-        T_kf_q = rel.T_1_0
-        s = estimate_scale(metric, triangulate_depths(xq, xr, K, kf.K, T_kf_q))
-        if not np.isfinite(s):
-            return self._fail("could not estimate the metric scale", t0, num_matches=len(m), **common)
-        T_kf_q[:3, 3] *= s
-        T_map_cam = kf.T_map_cam @ T_kf_q
-        n_in = int(rel.inliers.sum())
-        ok = n_in >= self.config.pose.min_inliers
-        common["timings"]["total"] = time.perf_counter() - t0
-        return LocalizationResult(
-            ok, "ok" if ok else f"too few inliers ({n_in} < {self.config.pose.min_inliers})",
-            T_map_cam, None, len(m), n_in, inlier_xy_query=xq, method="essential",
-            backend=self.backend.name, **common)
+        def metric(xy: np.ndarray) -> Optional[np.ndarray]:
+            if geo is not None:
+                return geo.depth_at(xy)
+            if frame.depth is not None:
+                return sample_depth(np.asarray(frame.depth, dtype=np.float32), xy)
+            return None
+
+        return solve_essential(kfs[best], matched.pairs[best], K, self._config.pose, metric)
+
+    def _result(self, timer: StageTimer, est: Optional[PoseEstimate] = None,
+                place: Optional[Place] = None, ids: Sequence[int] = (),
+                scores: Sequence[float] = (), reason: str = "") -> LocalizationResult:
+        timings = timer.timings()
+        if est is None:
+            logger.debug("not localized: %s", reason)
+            return LocalizationResult(False, reason, timings=timings, backend=self.backend.name)
+        fields = {f.name: getattr(est, f.name) for f in dataclasses.fields(est)}
+        return LocalizationResult(**fields, keyframe_ids=list(ids), retrieval_scores=list(scores),
+                                  timings=timings, backend=self.backend.name,
+                                  cluster_ids=list(place.ids) if place else [])

@@ -63,7 +63,7 @@ def _real_factory(config: LocalizerConfig, map_path: str) -> Any:
 def _real_map_loader(path: str, localizer: Any) -> Any:
     from mast3r_ros.core.map import load_map
 
-    return load_map(path, getattr(localizer.backend, "expected_meta", None))
+    return load_map(path)
 
 
 class NotReadyError(InputError):
@@ -136,8 +136,9 @@ class LocalizerNode(LocalizerServicesMixin, FrameNodeMixin, LifecycleNode):
         except (ConfigError, InputError) as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         self._values, self.cfg, self.loc_cfg, self.config_error = values, cfg, loc_cfg, ""
-        if self._localizer is not None and hasattr(self._localizer, "config"):
-            self._localizer.config = loc_cfg  # stage parameters are read per frame
+        if self._localizer is not None:
+            with self._loc_lock:
+                self._localizer.update_config(loc_cfg)  # stage parameters are read per frame
         return SetParametersResult(successful=True)
 
     # ------------------------------------------------------------------ lifecycle

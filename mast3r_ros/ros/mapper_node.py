@@ -41,8 +41,8 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from sensor_msgs.msg import PointCloud2
 from std_srvs.srv import Trigger
 
-from mast3r_ros.core.config import (KeyframeSelectionConfig, LocalizerConfig, MapperNodeConfig,
-                                    MappingConfig, ModelConfig)
+from mast3r_ros.core.config import (KeyframeSelectionConfig, MapperNodeConfig, MappingConfig,
+                                    ModelConfig)
 from mast3r_ros.core.errors import ConfigError, InputError, Mast3rRosError
 from mast3r_ros.core.mapping.keyframe_selection import KeyframeDecision, KeyframeSelector
 from mast3r_ros.ros.conversions import compressed_to_rgb, image_to_rgb, stamp_to_sec
@@ -65,9 +65,10 @@ BackendFactory = Callable[[ModelConfig], Any]
 
 
 def _real_backend(model: ModelConfig) -> Any:
-    from mast3r_ros.core.backends import create_backend
+    from mast3r_ros.core.backends.mast3r import Mast3rBackend
+    from mast3r_ros.core.model.factory import make_engine
 
-    return create_backend(LocalizerConfig(backend="mast3r", model=model))
+    return Mast3rBackend(make_engine(model))
 
 
 @dataclass

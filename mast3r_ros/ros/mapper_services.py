@@ -109,13 +109,16 @@ class MapperServicesMixin:
         with self._engine_lock:
             res = build_map([k.rgb for k in kfs], self._backend.engine,
                             dataclasses.replace(self.map_cfg, cache_dir=self.cache_dir()),
-                            model_id=self._backend.model_id, image_size=self.model_cfg.image_size,
+                            model_id=self._backend.engine.model_id,
+                            image_size=self._backend.engine.image_size,
                             stamps=[k.stamp for k in kfs], K=K,
                             poses=poses if use_poses else None,
                             intrinsics_mode=cfg.intrinsics_mode, poses_mode=cfg.poses_mode)
         if self._pair_todo:
             self._pairs_wakeup.trigger()  # pairs queued during the build
-        self._backend.prepare_map(res.kmap)
+        from mast3r_ros.core.backends import encode_map
+
+        encode_map(res.kmap, self._backend)
         res.kmap.meta = res.kmap.meta.replace(frame_id=cfg.map_frame,
                                               source=f"{res.kmap.meta.source} (mapper node)")
         return res.kmap
@@ -142,7 +145,7 @@ class MapperServicesMixin:
                 with self._engine_lock:
                     if self._backend is None:
                         return
-                    cache = PairCache(self.cache_dir(), self._backend.model_id, sub)
+                    cache = PairCache(self.cache_dir(), self._backend.engine.model_id, sub)
                     tensors = [preprocess_image(im, size).tensor for im in (rgb_a, rgb_b)]
                     compute_pairs(self._backend.engine, tensors, [(0, 1)], sub, cache)
                 self.counters.pairs_ready += 1

@@ -17,7 +17,7 @@ from geometry_msgs.msg import PoseWithCovarianceStamped, TransformStamped
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
-from mast3r_ros.core.types import LocalizationResult
+from mast3r_ros.core.types import LocalizationResult, Timings
 from mast3r_ros.msg import LocalizationStatus
 from mast3r_ros.ros.conversions import covariance_to_ros, matrix_to_pose, matrix_to_transform
 
@@ -63,8 +63,8 @@ class NodeCounters(FrameCounters):
     last_overhead: list[float] = field(default_factory=list)
 
 
-def _stage(timings: dict[str, float], *names: str) -> float:
-    vals = [timings[n] for n in names if n in timings]
+def _stage(timings: Timings, *names: str) -> float:
+    vals = [getattr(timings, n) for n in names if not math.isnan(getattr(timings, n))]
     return float(sum(vals)) if vals else _NAN
 
 
@@ -90,12 +90,10 @@ def status_msg(header: Header, state: str, reason: str, counters: NodeCounters,
     msg.keyframe_ids = [int(i) for i in result.keyframe_ids]
     msg.retrieval_scores = [float(s) for s in result.retrieval_scores]
     msg.latency_preprocess = _stage(t, "preprocess")
-    msg.latency_encode = _stage(t, "encode", "features")
+    msg.latency_encode = _stage(t, "encode")
     msg.latency_retrieval = _stage(t, "retrieval")
     msg.latency_decode = _stage(t, "decode")
-    msg.latency_matching = _stage(t, "matching", "match")
-    if math.isnan(msg.latency_matching) and "match_total" in t:
-        msg.latency_matching = float(t["match_total"])
+    msg.latency_matching = _stage(t, "matching", "coarse_to_fine")
     msg.latency_pose = _stage(t, "lift", "pose")
     msg.latency_core_total = float(times.core)
     return msg

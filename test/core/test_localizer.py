@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
-
 import numpy as np
 import pytest
 
@@ -17,37 +15,36 @@ from mast3r_ros.core.geometry.se3 import (invert_pose, make_pose, pose_errors, r
                                           transform_points)
 from mast3r_ros.core.geometry.camera import scale_intrinsics
 from mast3r_ros.core.localizer import Localizer
-from mast3r_ros.core.map import Keyframe, KeyframeMap, MapMeta, build_map_from_rgbd, read_matrix, read_rgb
-from mast3r_ros.core.types import Frame, Matches
+from mast3r_ros.core.map import Keyframe, KeyframeMap, build_map_from_rgbd, read_matrix, read_rgb
+from mast3r_ros.core.features import EncoderId, SiftFeatures
+from mast3r_ros.core.types import (Encoding, Frame, MatchResult, PairMatches, QueryGeometry,
+                                   Timings)
 
 W, H = 320, 240
 K = intrinsics_from_focal(260.0, W, H)
 
 
 class StubBackend:
-    """Returns pre-computed matches (per keyframe id) and an optional query depth oracle."""
+    """A matcher backend that returns pre-computed matches (per keyframe id) and an optional query
+    geometry: the localizer's own stages (retrieval, lifting, solvers, gates) are under test."""
 
     name = "stub"
-    descriptor_name = "stub"
+    encoder_id = EncoderId("stub", "", 0, "", "stub", SiftFeatures.KIND)
 
-    def __init__(self, matches: dict[int, Matches], depth_fn=None) -> None:
-        self.matches, self.depth_fn, self.timings = matches, depth_fn, {}
+    def __init__(self, matches: dict[int, PairMatches], depth_fn=None, K_est=None) -> None:
+        self.matches, self.depth_fn, self.K_est = matches, depth_fn, K_est
 
-    def prepare_map(self, kmap: KeyframeMap) -> None:
-        kmap.global_desc = np.eye(max(len(kmap), 1), dtype=np.float32)[:len(kmap)]
+    def encode(self, rgb: np.ndarray) -> Encoding:
+        return Encoding(self.encoder_id, rgb.shape[1], rgb.shape[0], np.ones(4, np.float32),
+                        SiftFeatures(np.zeros((0, 2)), np.zeros((0, 128), np.float32)))
 
-    def global_descriptor(self, frame: Frame) -> np.ndarray:
-        return np.ones(len(self.matches) or 1, dtype=np.float32)
-
-    def match(self, frame: Frame, keyframes: Sequence[Keyframe]) -> list[Matches]:
-        empty = Matches(np.zeros((0, 2)), np.zeros((0, 2)), np.zeros(0))
-        return [self.matches.get(kf.id, empty) for kf in keyframes]
-
-    def estimate_intrinsics(self, frame: Frame) -> Optional[np.ndarray]:
-        return None
-
-    def query_depth(self, frame: Frame, xy: np.ndarray) -> Optional[np.ndarray]:
-        return None if self.depth_fn is None else self.depth_fn(xy)
+    def match(self, query, refs, config, *, geometry=False, query_image=None) -> MatchResult:
+        pairs = [self.matches.get(r.keyframe_id, PairMatches.empty(r.keyframe_id)) for r in refs]
+        geo = None
+        if geometry and (self.depth_fn is not None or self.K_est is not None):
+            geo = QueryGeometry(self.depth_fn or (lambda xy: np.full(len(xy), np.nan)),
+                                self.K_est)
+        return MatchResult(pairs, geo, Timings(matching=0.0))
 
 
 def _scene(rng, with_depth=True, with_pointmap=False, n=400):
@@ -64,7 +61,7 @@ def _scene(rng, with_depth=True, with_pointmap=False, n=400):
     X_map = pm[xy_kf[:, 1].astype(int), xy_kf[:, 0].astype(int)].astype(np.float64)
     X_q = transform_points(invert_pose(T_q), X_map)
     xy_q = project(X_q, K)
-    return kf, T_q, Matches(xy_q, xy_kf, np.ones(n), 7), X_q[:, 2]
+    return kf, T_q, PairMatches(7, xy_q, xy_kf, np.ones(n)), X_q[:, 2]
 
 
 def _loc(kmap, backend, **pose) -> Localizer:
@@ -76,21 +73,21 @@ def _loc(kmap, backend, **pose) -> Localizer:
 @pytest.mark.parametrize("depth,pointmap", [(True, False), (False, True)])
 def test_exact_pose_from_depth_or_pointmap(rng, depth, pointmap) -> None:
     kf, T_q, m, _ = _scene(rng, depth, pointmap)
-    r = _loc(KeyframeMap(MapMeta(), [kf]), StubBackend({7: m})).localize(Frame(np.zeros((H, W, 3), np.uint8), K))
+    r = _loc(KeyframeMap(None, [kf]), StubBackend({7: m})).localize(Frame(np.zeros((H, W, 3), np.uint8), K))
     assert r.success, r.reason
     dt, dr = pose_errors(r.T_map_cam, T_q)
     assert dt < 1e-4 and dr < 1e-3  # float32 depth/pointmap storage limits exactness
     assert r.method == "pnp" and r.keyframe_ids == [7] and r.num_inliers > 300
     assert r.covariance.shape == (6, 6) and np.all(np.linalg.eigvalsh(r.covariance) > 0)
     assert r.inlier_points_map.shape == (r.num_inliers, 3)
-    assert {"retrieval", "lift", "pose", "total"} <= set(r.timings)
+    assert {"retrieval", "lift", "pose", "total"} <= set(r.timings.as_dict())
 
 
 def test_essential_path_with_metric_scale(rng) -> None:
     kf, T_q, m, z_q = _scene(rng, with_depth=False)
     lookup = {tuple(np.round(x, 6)): z for x, z in zip(m.xy_query, z_q)}
     backend = StubBackend({7: m}, depth_fn=lambda xy: np.array([lookup[tuple(np.round(x, 6))] for x in xy]))
-    r = _loc(KeyframeMap(MapMeta(), [kf]), backend).localize(Frame(np.zeros((H, W, 3), np.uint8), K))
+    r = _loc(KeyframeMap(None, [kf]), backend).localize(Frame(np.zeros((H, W, 3), np.uint8), K))
     assert r.success and r.method == "essential", r.reason
     dt, dr = pose_errors(r.T_map_cam, T_q)
     assert dt < 1e-4 and dr < 1e-4
@@ -98,17 +95,16 @@ def test_essential_path_with_metric_scale(rng) -> None:
 
 def test_missing_K_uses_backend_estimate(rng) -> None:
     kf, T_q, m, _ = _scene(rng)
-    backend = StubBackend({7: m})
-    backend.estimate_intrinsics = lambda frame: K  # type: ignore[method-assign]
-    r = _loc(KeyframeMap(MapMeta(), [kf]), backend).localize(Frame(np.zeros((H, W, 3), np.uint8), None))
+    backend = StubBackend({7: m}, K_est=K)
+    r = _loc(KeyframeMap(None, [kf]), backend).localize(Frame(np.zeros((H, W, 3), np.uint8), None))
     assert r.success and pose_errors(r.T_map_cam, T_q)[0] < 1e-4
 
 
 def test_covariance_scale(rng) -> None:
     kf, _, m, _ = _scene(rng)
     frame = Frame(np.zeros((H, W, 3), np.uint8), K)
-    kmap = KeyframeMap(MapMeta(), [kf])
-    m.xy_query = m.xy_query + rng.normal(0, 0.5, m.xy_query.shape)
+    kmap = KeyframeMap(None, [kf])
+    m = PairMatches(7, m.xy_query + rng.normal(0, 0.5, m.xy_query.shape), m.xy_ref, m.score)
     c1 = _loc(kmap, StubBackend({7: m})).localize(frame).covariance
     c4 = _loc(kmap, StubBackend({7: m}), covariance_scale=4.0).localize(frame).covariance
     assert np.allclose(c4, 4.0 * c1, rtol=1e-3)
@@ -116,7 +112,7 @@ def test_covariance_scale(rng) -> None:
 
 def test_explicit_keyframe_ids(rng) -> None:
     kf, T_q, m, _ = _scene(rng)
-    loc = _loc(KeyframeMap(MapMeta(), [kf]), StubBackend({7: m}))
+    loc = _loc(KeyframeMap(None, [kf]), StubBackend({7: m}))
     img = np.zeros((H, W, 3), np.uint8)
     r = loc.localize(Frame(img, K), [7])
     assert r.success and r.keyframe_ids == [7]
@@ -126,7 +122,7 @@ def test_explicit_keyframe_ids(rng) -> None:
 
 def test_pose_prior_restricts_retrieval(rng) -> None:
     kf, T_q, m, _ = _scene(rng)
-    loc = _loc(KeyframeMap(MapMeta(), [kf]), StubBackend({7: m}))
+    loc = _loc(KeyframeMap(None, [kf]), StubBackend({7: m}))
     img = np.zeros((H, W, 3), np.uint8)
     near, far = T_q.copy(), T_q.copy()
     far[:3, 3] += 100.0
@@ -137,13 +133,13 @@ def test_pose_prior_restricts_retrieval(rng) -> None:
 
 def test_essential_path_without_scale_fails(rng) -> None:
     kf, _, m, _ = _scene(rng, with_depth=False)
-    r = _loc(KeyframeMap(MapMeta(), [kf]), StubBackend({7: m})).localize(Frame(np.zeros((H, W, 3), np.uint8), K))
+    r = _loc(KeyframeMap(None, [kf]), StubBackend({7: m})).localize(Frame(np.zeros((H, W, 3), np.uint8), K))
     assert not r.success and "scale unknown" in r.reason
 
 
 def test_failure_reasons(rng) -> None:
     kf, _, m, _ = _scene(rng)
-    kmap = KeyframeMap(MapMeta(), [kf])
+    kmap = KeyframeMap(None, [kf])
     img = np.zeros((H, W, 3), np.uint8)
     loc = _loc(kmap, StubBackend({7: m}))
     cases = [
@@ -162,10 +158,10 @@ def test_failure_reasons(rng) -> None:
     assert "map is empty" in _loc(KeyframeMap(), StubBackend({})).localize(Frame(img, K)).reason
     assert "no matches" in _loc(kmap, StubBackend({})).localize(Frame(img, K)).reason
     # fewer than 4 correspondences and collinear ones
-    few = Matches(m.xy_query[:3], m.xy_ref[:3], np.ones(3), 7)
+    few = PairMatches(7, m.xy_query[:3], m.xy_ref[:3], np.ones(3))
     assert "fewer than 4" in _loc(kmap, StubBackend({7: few})).localize(Frame(img, K)).reason
     line = np.stack([np.linspace(20, 300, 50), np.linspace(20, 220, 50)], 1)
-    coll = Matches(line + 1.0, line, np.ones(50), 7)
+    coll = PairMatches(7, line + 1.0, line, np.ones(50))
     assert "collinear" in _loc(kmap, StubBackend({7: coll})).localize(Frame(img, K)).reason
 
 
@@ -173,11 +169,11 @@ def test_depth_holes(rng) -> None:
     kf, T_q, m, _ = _scene(rng)
     kf.depth[:, : W // 2] = 0.0          # half the depth missing
     kf.depth[::7, :] = np.nan
-    r = _loc(KeyframeMap(MapMeta(), [kf]), StubBackend({7: m})).localize(Frame(np.zeros((H, W, 3), np.uint8), K))
+    r = _loc(KeyframeMap(None, [kf]), StubBackend({7: m})).localize(Frame(np.zeros((H, W, 3), np.uint8), K))
     assert r.success and pose_errors(r.T_map_cam, T_q)[0] < 1e-4
     assert r.num_matches < 0.6 * len(m)
     kf.depth[:] = 0.0                     # no depth at all -> too few correspondences
-    r = _loc(KeyframeMap(MapMeta(), [kf]), StubBackend({7: m})).localize(Frame(np.zeros((H, W, 3), np.uint8), K))
+    r = _loc(KeyframeMap(None, [kf]), StubBackend({7: m})).localize(Frame(np.zeros((H, W, 3), np.uint8), K))
     assert not r.success and "fewer than 4" in r.reason
 
 
@@ -228,9 +224,9 @@ def test_backend_input_errors_become_failures(rng) -> None:
     kf, _, m, _ = _scene(rng)
     backend = StubBackend({7: m})
 
-    def bad_match(frame, keyframes):
+    def bad_match(query, refs, config, **kw):
         raise ImageError("crop 40x40 is not a multiple of 16")
 
     backend.match = bad_match  # type: ignore[method-assign]
-    r = _loc(KeyframeMap(MapMeta(), [kf]), backend).localize(Frame(np.zeros((H, W, 3), np.uint8), K))
+    r = _loc(KeyframeMap(None, [kf]), backend).localize(Frame(np.zeros((H, W, 3), np.uint8), K))
     assert not r.success and "multiple of 16" in r.reason

@@ -30,7 +30,7 @@ from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 
 from mast3r_ros.core.map import Keyframe, KeyframeMap, MapMeta  # noqa: E402
-from mast3r_ros.core.types import Frame, LocalizationResult  # noqa: E402
+from mast3r_ros.core.types import Timings, Frame, LocalizationResult  # noqa: E402
 from mast3r_ros.ros.conversions import rgb_to_image, sec_to_stamp  # noqa: E402
 from mast3r_ros.ros.localizer_node import LocalizerNode  # noqa: E402
 
@@ -95,7 +95,7 @@ def synthetic_map(n: int = 3) -> KeyframeMap:
         T[0, 3] = 0.5 * i
         kfs.append(Keyframe(i, rng.integers(0, 255, (48, 64, 3), dtype=np.uint8), K, T,
                             float(i), np.full((48, 64), 2.0, np.float32)))
-    return KeyframeMap(MapMeta(backend="fake"), kfs)
+    return KeyframeMap(MapMeta(source="synthetic"), kfs)
 
 
 class FakeBackend:
@@ -117,6 +117,9 @@ class FakeLocalizer:
     def set_map(self, kmap: KeyframeMap) -> None:
         self.map = kmap
 
+    def update_config(self, config: Any) -> None:
+        self.config = config
+
     def localize(self, frame: Frame) -> LocalizationResult:
         t0 = time.perf_counter()
         self.frames.append(Frame(np.empty((frame.height, frame.width, 0), np.uint8), frame.K,
@@ -130,8 +133,8 @@ class FakeLocalizer:
         pts = np.random.default_rng(1).normal(size=(50, 3))
         return LocalizationResult(True, "ok", self.T.copy(), np.eye(6) * 1e-4, 200, 150, 0.7,
                                   pts, np.zeros((50, 2)), [0, 1], [0.9, 0.5],
-                                  {"retrieval": 0.001, "matching": 0.002, "pose": 0.001,
-                                   "total": time.perf_counter() - t0}, "pnp", "fake")
+                                  Timings(retrieval=0.001, matching=0.002, pose=0.001,
+                                          total=time.perf_counter() - t0), "pnp", "fake")
 
 
 def query_gt(index: int = 0) -> tuple[Path, np.ndarray]:

@@ -237,14 +237,15 @@ def test_build_and_save_map(rig: Any, frames: list[np.ndarray], tmp_path: Path) 
     out = tmp_path / "mapper_map"
     save = probe.call(LoadMap, "save_map", LoadMap.Request(path=str(out)))
     assert save.success and save.num_keyframes == 3, save.message
-    kmap = load_map(out, node._backend.expected_meta)  # what the localizer checks on load
-    assert len(kmap) == 3 and kmap.meta.image_size == 64 and kmap.meta.frame_id == "map"
+    kmap = load_map(out)
+    assert len(kmap) == 3 and kmap.encoder == node._backend.encoder_id
+    assert kmap.encoder.image_size == 64 and kmap.meta.frame_id == "map"
     poses = kmap.poses()
     assert np.all(np.isfinite(poses))
     for T, p in zip(poses, path.poses):
         np.testing.assert_allclose(pose_to_matrix(p.pose), T, atol=1e-5)
-    assert all(kf.has_3d for kf in kmap.keyframes)
-    assert [kf.stamp for kf in kmap.keyframes] == [10.0, 12.0, 13.0]
+    assert all(kf.has_3d for kf in kmap.keyframes())
+    assert [kf.stamp for kf in kmap.keyframes()] == [10.0, 12.0, 13.0]
     # the localizer's own loader accepts it and runs a query against it
     loc = Localizer.from_paths(LocalizerConfig(backend="mast3r", model=node.model_cfg), str(out))
     result = loc.localize(Frame(rgb=frames[4], K=K_DEMO / 4 + np.diag([0, 0, 0.75]), stamp=20.0))

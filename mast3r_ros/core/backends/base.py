@@ -1,8 +1,11 @@
 """The matcher-backend interface shared by ``mast3r`` (the product) and ``sift`` (baseline).
 
-A backend turns a query frame and a few keyframes into 2D-2D matches in ORIGINAL image pixels
-(pixel-centre convention). Backends may cache per-query work between :meth:`global_descriptor` and
-:meth:`match` of the same :class:`~mast3r_ros.core.types.Frame` object (identity, not content).
+A backend is a pure function of typed values: :meth:`MatcherBackend.encode` turns an image into an
+:class:`~mast3r_ros.core.types.Encoding` (global descriptor + typed local features), and
+:meth:`MatcherBackend.match` turns a query encoding and keyframe encodings into 2D-2D matches in
+ORIGINAL image pixels (pixel-centre convention), plus the query's predicted geometry when it was
+asked for. Nothing is cached on the backend between calls: whatever a later stage needs is in the
+returned values, and keyframe encodings are owned by the map.
 """
 
 from __future__ import annotations
@@ -11,41 +14,47 @@ from typing import Optional, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from mast3r_ros.core.map.keyframe import Keyframe, KeyframeMap
-from mast3r_ros.core.types import Frame, Matches
+from mast3r_ros.core.config import MatchingConfig
+from mast3r_ros.core.features import EncoderId
+from mast3r_ros.core.types import Encoding, KeyframeEncoding, MatchResult
 
 __all__ = ["MatcherBackend"]
 
 
 @runtime_checkable
 class MatcherBackend(Protocol):
-    """What the localizer needs from a matcher.
+    """What the localizer, the tracker and the mapper need from a matcher.
 
     Attributes:
         name: backend name ("mast3r", "sift").
-        descriptor_name: name/version of its global descriptor (stored in ``MapMeta.descriptor``).
-        timings: seconds per sub-stage of the last call(s) for the current query (e.g.
-            ``preprocess``, ``encode``, ``decode``, ``matching``); reset by :meth:`global_descriptor`.
+        encoder_id: identity of its encodings; a map's stored encodings are used only under an
+            equal identity.
     """
 
     name: str
-    descriptor_name: str
-    timings: dict[str, float]
+    encoder_id: EncoderId
 
-    def prepare_map(self, kmap: KeyframeMap) -> None:
-        """Compute (or validate cached) per-keyframe features and ``kmap.global_desc`` in place."""
+    def encode(self, rgb: np.ndarray) -> Encoding:
+        """Encode one (H, W, 3) uint8 RGB image.
 
-    def global_descriptor(self, frame: Frame) -> np.ndarray:
-        """(D,) float32 L2-normalised global descriptor of the query (same space as the map's)."""
-
-    def match(self, frame: Frame, keyframes: Sequence[Keyframe]) -> list[Matches]:
-        """Matches of the query against each keyframe (one :class:`Matches` per keyframe, in order).
-
-        Pixels are in the original query / keyframe images. May be empty (0 matches).
+        Raises:
+            InputError: an image the backend cannot process (e.g. too small for the network).
         """
+        ...
 
-    def estimate_intrinsics(self, frame: Frame) -> Optional[np.ndarray]:
-        """(3, 3) K of the query estimated from the data (None when this backend cannot)."""
+    def match(self, query: Encoding, refs: Sequence[KeyframeEncoding], config: MatchingConfig, *,
+              geometry: bool = False, query_image: Optional[np.ndarray] = None) -> MatchResult:
+        """Match the query against each reference (one ``PairMatches`` per reference, in order).
 
-    def query_depth(self, frame: Frame, xy: np.ndarray) -> Optional[np.ndarray]:
-        """(N,) metric depth of query pixels predicted by the backend (None when it cannot)."""
+        Args:
+            query: the query's encoding (same ``encoder_id``).
+            refs: keyframe encodings to match against.
+            config: matching settings (read per call, so run-time parameter changes apply).
+            geometry: also return the query's predicted geometry (depth at pixels, K estimate)
+                when the backend can predict it.
+            query_image: the query's original (H, W, 3) uint8 image, used by coarse-to-fine.
+
+        Raises:
+            InputError: an encoding of another encoder.
+        """
+        ...

@@ -14,28 +14,33 @@ import cv2
 import faiss
 import numpy as np
 
-from mast3r_ros.core.map.keyframe import Keyframe, KeyframeMap
+from mast3r_ros.core.config import MatchingConfig, SiftConfig
+from mast3r_ros.core.errors import ImageError, InputError
+from mast3r_ros.core.features import EncoderId, SiftFeatures
 from mast3r_ros.core.retrieval.descriptors import TINY_DESCRIPTOR, tiny_image_descriptor
-from mast3r_ros.core.types import Frame, Matches
+from mast3r_ros.core.types import (Encoding, KeyframeEncoding, MatchResult, PairMatches,
+                                   StageTimer, Timings)
 
-__all__ = ["SiftBackend", "SiftFeatures", "extract_sift", "match_descriptors"]
+__all__ = ["SiftBackend", "extract_sift", "match_descriptors"]
 
 logger = logging.getLogger(__name__)
 
 
-class SiftFeatures:
-    """Keypoints (N, 2) float64 pixels (pixel-centre convention) and (N, 128) float32 descriptors."""
+def extract_sift(rgb: np.ndarray, n_features: int = SiftConfig.n_features,
+                 root_sift: bool = SiftConfig.root_sift) -> SiftFeatures:
+    """SIFT keypoints and descriptors of an RGB image (optionally RootSIFT-normalised).
 
-    def __init__(self, xy: np.ndarray, desc: np.ndarray) -> None:
-        self.xy = xy
-        self.desc = desc
+    Args:
+        rgb: (H, W, 3) uint8 image.
+        n_features: OpenCV ``nfeatures``.
+        root_sift: Hellinger-normalise the descriptors (then they are no longer integers).
 
-    def __len__(self) -> int:
-        return int(self.xy.shape[0])
-
-
-def extract_sift(rgb: np.ndarray, n_features: int = 8000, root_sift: bool = False) -> SiftFeatures:
-    """SIFT keypoints and descriptors of an RGB image (optionally RootSIFT-normalised)."""
+    Raises:
+        ImageError: not an (H, W, 3) uint8 image.
+    """
+    if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3 \
+            or rgb.dtype != np.uint8:
+        raise ImageError(f"SIFT needs an (H, W, 3) uint8 image, got {getattr(rgb, 'shape', rgb)}")
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     sift = cv2.SIFT_create(nfeatures=int(n_features))
     kps, desc = sift.detectAndCompute(grey, None)
@@ -55,8 +60,8 @@ def _knn(a: np.ndarray, b: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return d2, idx
 
 
-def match_descriptors(d1: np.ndarray, d2: np.ndarray, ratio: float = 0.8,
-                      mutual: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def match_descriptors(d1: np.ndarray, d2: np.ndarray, ratio: float = MatchingConfig.ratio,
+                      mutual: bool = MatchingConfig.mutual) -> tuple[np.ndarray, np.ndarray]:
     """Nearest-neighbour matches with Lowe's ratio test and an optional mutual check.
 
     Args:
@@ -83,70 +88,46 @@ def match_descriptors(d1: np.ndarray, d2: np.ndarray, ratio: float = 0.8,
 
 
 class SiftBackend:
-    """OpenCV SIFT (``n_features`` per image), ratio test and mutual check; tiny-image retrieval.
+    """OpenCV SIFT features, ratio test and mutual check; tiny-image retrieval descriptor.
 
     Args:
-        n_features: SIFT features per image (8000 as in the data READMEs' baseline).
-        ratio: Lowe ratio threshold.
-        mutual: require mutual nearest neighbours.
-        root_sift: use RootSIFT descriptors.
+        config: feature settings (they define the encoder identity).
     """
 
     name = "sift"
-    descriptor_name = TINY_DESCRIPTOR
 
-    def __init__(self, n_features: int = 8000, ratio: float = 0.8, mutual: bool = True,
-                 root_sift: bool = False) -> None:
+    def __init__(self, config: SiftConfig = SiftConfig()) -> None:
         logger.warning("matcher backend 'sift' is the CLASSICAL BASELINE (OpenCV SIFT, %d "
                        "features), not MASt3R; use backend 'mast3r' with a checkpoint for the "
-                       "product", n_features)
-        self.n_features, self.ratio, self.mutual, self.root_sift = n_features, ratio, mutual, root_sift
-        self.timings: dict[str, float] = {}
-        # keyframe id -> (the image the features belong to, features); the image identity guards
-        # against a different keyframe reusing an id
-        self._kf_features: dict[int, tuple[np.ndarray, SiftFeatures]] = {}
-        self._query: Optional[tuple[Frame, SiftFeatures]] = None
+                       "product", config.n_features)
+        self.config = config
+        tag = f"opencv-sift-n{config.n_features}{'-root' if config.root_sift else ''}"
+        self.encoder_id = EncoderId(self.name, tag, 0, "", TINY_DESCRIPTOR, SiftFeatures.KIND)
 
-    def prepare_map(self, kmap: KeyframeMap) -> None:
-        """Extract SIFT on every keyframe (in memory) and the map's global descriptors."""
-        self._kf_features = {}
-        for kf in kmap.keyframes:
-            self._keyframe_features(kf)
-        if (kmap.global_desc is None or kmap.meta.descriptor != self.descriptor_name) and len(kmap):
-            kmap.global_desc = np.stack([tiny_image_descriptor(kf.rgb) for kf in kmap.keyframes])
-            kmap.meta = kmap.meta.replace(descriptor=self.descriptor_name)
-
-    def _keyframe_features(self, kf: Keyframe) -> SiftFeatures:
-        cached = self._kf_features.get(kf.id)
-        if cached is None or cached[0] is not kf.rgb:
-            cached = (kf.rgb, extract_sift(kf.rgb, self.n_features, self.root_sift))
-            self._kf_features[kf.id] = cached
-        return cached[1]
-
-    def _query_features(self, frame: Frame) -> SiftFeatures:
-        if self._query is None or self._query[0] is not frame:
-            t0 = time.perf_counter()
-            self._query = (frame, extract_sift(frame.rgb, self.n_features, self.root_sift))
-            self.timings["features"] = time.perf_counter() - t0
-        return self._query[1]
-
-    def global_descriptor(self, frame: Frame) -> np.ndarray:
-        self.timings = {}
-        return tiny_image_descriptor(frame.rgb)
-
-    def match(self, frame: Frame, keyframes: Sequence[Keyframe]) -> list[Matches]:
-        q = self._query_features(frame)
+    def encode(self, rgb: np.ndarray) -> Encoding:
+        """SIFT features (``encode`` time) and the tiny-image descriptor of one image."""
         t0 = time.perf_counter()
+        feats = extract_sift(rgb, self.config.n_features, self.config.root_sift)
+        desc = tiny_image_descriptor(rgb)
+        return Encoding(self.encoder_id, int(rgb.shape[1]), int(rgb.shape[0]), desc, feats,
+                        Timings(encode=time.perf_counter() - t0))
+
+    def match(self, query: Encoding, refs: Sequence[KeyframeEncoding], config: MatchingConfig, *,
+              geometry: bool = False, query_image: Optional[np.ndarray] = None) -> MatchResult:
+        """Ratio-test (+ mutual) nearest neighbours; every match scores 1. No geometry."""
+        timer = StageTimer()
+        q = _features(query, self.encoder_id)
         out = []
-        for kf in keyframes:
-            r = self._keyframe_features(kf)
-            i1, i2 = match_descriptors(q.desc, r.desc, self.ratio, self.mutual)
-            out.append(Matches(q.xy[i1], r.xy[i2], np.ones(i1.size), kf.id))
-        self.timings["matching"] = time.perf_counter() - t0
-        return out
+        with timer.stage("matching"):
+            for ref in refs:
+                r = _features(ref.encoding, self.encoder_id)
+                i1, i2 = match_descriptors(q.desc, r.desc, config.ratio, config.mutual)
+                out.append(PairMatches(ref.keyframe_id, q.xy[i1], r.xy[i2], np.ones(i1.size)))
+        return MatchResult(out, None, timer.timings(total=False))
 
-    def estimate_intrinsics(self, frame: Frame) -> Optional[np.ndarray]:
-        return None
 
-    def query_depth(self, frame: Frame, xy: np.ndarray) -> Optional[np.ndarray]:
-        return None
+def _features(enc: Encoding, encoder_id: EncoderId) -> SiftFeatures:
+    if enc.encoder != encoder_id or not isinstance(enc.features, SiftFeatures):
+        raise InputError(f"SIFT backend got an encoding of another encoder "
+                         f"({enc.encoder.mismatch(encoder_id)})")
+    return enc.features

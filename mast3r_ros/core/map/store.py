@@ -16,6 +16,7 @@ renames it to ``v-<uuid>`` and then atomically replaces ``CURRENT``. A crash at 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -29,15 +30,16 @@ from typing import Optional, Union
 import cv2
 import numpy as np
 
-from mast3r_ros.core.errors import InputError, MapCompatibilityError, MapFormatError
-from mast3r_ros.core.map.keyframe import SCHEMA_VERSION, Keyframe, KeyframeMap, MapMeta
+from mast3r_ros.core.errors import InputError, MapFormatError
+from mast3r_ros.core.features import EncoderId, Features, features_from_arrays
+from mast3r_ros.core.map.keyframe import Keyframe, KeyframeMap, MapMeta
 
-__all__ = ["save_map", "load_map", "check_compatible", "COMPAT_FIELDS"]
+__all__ = ["save_map", "load_map", "SCHEMA_VERSION"]
+
+#: version of the on-disk layout written by :func:`save_map`
+SCHEMA_VERSION = 1
 
 logger = logging.getLogger(__name__)
-
-#: MapMeta fields compared by :func:`check_compatible` (when both sides are non-empty)
-COMPAT_FIELDS = ("model_id", "image_size", "preprocessing")
 
 _DB = "map.sqlite"
 _CURRENT = "CURRENT"
@@ -66,7 +68,7 @@ def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     return buf.getvalue()
 
 
-def _write_keyframe_files(root: Path, kf: Keyframe, feats: Optional[dict[str, np.ndarray]]) -> None:
+def _write_keyframe_files(root: Path, kf: Keyframe, feats: Optional[Features]) -> None:
     ok, png = cv2.imencode(".png", cv2.cvtColor(kf.rgb, cv2.COLOR_RGB2BGR))
     if not ok:
         raise InputError(f"keyframe {kf.id}: could not encode the image as PNG")
@@ -78,8 +80,8 @@ def _write_keyframe_files(root: Path, kf: Keyframe, feats: Optional[dict[str, np
         arrays["pointmap"] = kf.pointmap.astype(np.float32)
     if arrays:
         _write_file(root / "arrays" / f"{kf.id}.npz", _npz_bytes(arrays))
-    if feats:
-        _write_file(root / "features" / f"{kf.id}.npz", _npz_bytes(feats))
+    if feats is not None:
+        _write_file(root / "features" / f"{kf.id}.npz", _npz_bytes(feats.to_arrays()))
 
 
 def _write_db(root: Path, m: KeyframeMap) -> None:
@@ -91,17 +93,20 @@ def _write_db(root: Path, m: KeyframeMap) -> None:
                         "width INTEGER NOT NULL, height INTEGER NOT NULL, K TEXT NOT NULL, "
                         "T_map_cam TEXT NOT NULL, stamp REAL NOT NULL, has_depth INTEGER NOT NULL, "
                         "has_pointmap INTEGER NOT NULL, has_features INTEGER NOT NULL)")
-            meta = {f: getattr(m.meta, f) for f in m.meta.__dataclass_fields__}
-            meta["num_keyframes"] = len(m.keyframes)
-            meta["global_desc_shape"] = (list(m.global_desc.shape) if m.global_desc is not None
-                                         else None)
+            meta: dict = {f: getattr(m.meta, f) for f in m.meta.__dataclass_fields__}
+            meta["schema_version"] = SCHEMA_VERSION
+            meta["encoder"] = (dataclasses.asdict(m.encoder) if m.encoder is not None
+                               and not m.missing_encodings() else None)
+            meta["num_keyframes"] = len(m)
+            meta["global_desc_shape"] = ([len(m), m.index.dim] if meta["encoder"] is not None
+                                         and m.index is not None else None)
             con.executemany("INSERT INTO meta VALUES (?, ?)",
                             [(k, json.dumps(v)) for k, v in meta.items()])
             con.executemany("INSERT INTO keyframes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
-                (kf.id, i, kf.width, kf.height, json.dumps(kf.K.reshape(-1).tolist()),
-                 json.dumps(kf.T_map_cam.reshape(-1).tolist()), float(kf.stamp),
-                 int(kf.depth is not None), int(kf.pointmap is not None),
-                 int(bool(m.features.get(kf.id)))) for i, kf in enumerate(m.keyframes)])
+                (r.id, i, r.width, r.height, json.dumps(r.K.reshape(-1).tolist()),
+                 json.dumps(r.T_map_cam.reshape(-1).tolist()), float(r.stamp),
+                 int(r.has_depth), int(r.has_pointmap),
+                 int(meta["encoder"] is not None)) for i, r in enumerate(m.records())])
     finally:
         con.close()
     with open(root / _DB, "rb+") as f:
@@ -148,13 +153,14 @@ def save_map(m: KeyframeMap, path: Union[str, Path]) -> Path:
     tmp = path / f".tmp-{os.getpid()}-{uuid.uuid4().hex}"
     for sub in ("rgb", "arrays", "features"):
         (tmp / sub).mkdir(parents=True)
-    for kf in m.keyframes:
-        _write_keyframe_files(tmp, kf, m.features.get(kf.id))
-    if m.global_desc is not None:
+    encoded = m.encoder is not None and not m.missing_encodings() and m.index is not None
+    for kf in m.keyframes():
+        _write_keyframe_files(tmp, kf, m.features(kf.id) if encoded else None)
+    if encoded and m.index is not None:
         import io
 
         buf = io.BytesIO()
-        np.save(buf, m.global_desc.astype(np.float32))
+        np.save(buf, m.index.descriptors(m.ids).astype(np.float32))
         _write_file(tmp / "global_desc.npy", buf.getvalue())
     _write_db(tmp, m)
     for sub in ("rgb", "arrays", "features", "."):
@@ -169,7 +175,7 @@ def save_map(m: KeyframeMap, path: Union[str, Path]) -> Path:
         if child.name in (version, _CURRENT) or _is_live_tmp(child.name):
             continue
         shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
-    logger.info("saved map with %d keyframes to %s", len(m.keyframes), path)
+    logger.info("saved map with %d keyframes to %s", len(m), path)
     return path
 
 
@@ -180,7 +186,7 @@ def _read_meta(con: sqlite3.Connection, db: Path) -> tuple[MapMeta, dict]:
         raise MapFormatError(f"{db}: schema version {version!r} is not supported (expected "
                              f"{SCHEMA_VERSION}); rebuild the map with this version")
     fields = {k: raw[k] for k in MapMeta.__dataclass_fields__ if k in raw}
-    return MapMeta(**fields), raw
+    return MapMeta(**{k: str(v) for k, v in fields.items()}), raw
 
 
 def _load_keyframe(root: Path, row: tuple) -> tuple[Keyframe, Optional[dict[str, np.ndarray]]]:
@@ -202,45 +208,24 @@ def _load_keyframe(root: Path, row: tuple) -> tuple[Keyframe, Optional[dict[str,
     return kf, feats
 
 
-def check_compatible(meta: MapMeta, expected: Optional[MapMeta]) -> None:
-    """Refuse a map whose model identity or preprocessing differs from ``expected``.
-
-    A field is compared only when it is set (non-empty / non-zero) on both sides, so a map without
-    network-derived data (``model_id == ""``) is compatible with every model.
-
-    Raises:
-        MapCompatibilityError: naming the differing field and both values.
-    """
-    if expected is None:
-        return
-    for name in COMPAT_FIELDS:
-        have, want = getattr(meta, name), getattr(expected, name)
-        if have and want and have != want:
-            raise MapCompatibilityError(
-                f"map was built with {name}={have!r} but the localizer uses {want!r}; rebuild the "
-                f"map with the configured model/preprocessing or configure the map's model")
-
-
-def load_map(path: Union[str, Path], expected: Optional[MapMeta] = None) -> KeyframeMap:
+def load_map(path: Union[str, Path]) -> KeyframeMap:
     """Read and validate a map directory (retries once when a concurrent save replaced it).
 
     Args:
         path: map directory written by :func:`save_map`.
-        expected: compatibility fields of the consumer (see :func:`check_compatible`).
 
     Raises:
         MapFormatError: missing/corrupt/unknown-version map.
-        MapCompatibilityError: the map was built with another model or preprocessing.
     """
     path = Path(path)
     before = _current_name(path)
     try:
-        return _load_version(path, expected)
+        return _load_version(path)
     except MapFormatError:
         if not before or _current_name(path) == before:
             raise
         logger.info("map %s was replaced while loading; loading the new version", path)
-        return _load_version(path, expected)
+        return _load_version(path)
 
 
 def _current_name(path: Path) -> str:
@@ -250,7 +235,7 @@ def _current_name(path: Path) -> str:
         return ""
 
 
-def _load_version(path: Path, expected: Optional[MapMeta]) -> KeyframeMap:
+def _load_version(path: Path) -> KeyframeMap:
     """Load the version named by CURRENT (see :func:`load_map`)."""
     try:
         root = path / (path / _CURRENT).read_text().strip()
@@ -264,7 +249,6 @@ def _load_version(path: Path, expected: Optional[MapMeta]) -> KeyframeMap:
         con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
         try:
             meta, raw = _read_meta(con, db)
-            check_compatible(meta, expected)
             rows = list(con.execute("SELECT * FROM keyframes ORDER BY idx"))
         finally:
             con.close()
@@ -281,5 +265,24 @@ def _load_version(path: Path, expected: Optional[MapMeta]) -> KeyframeMap:
     if raw.get("num_keyframes") != len(loaded):
         raise MapFormatError(f"{path}: {len(loaded)} keyframes stored, meta says "
                              f"{raw.get('num_keyframes')}")
-    feats = {kf.id: f for kf, f in loaded if f}
-    return KeyframeMap(meta, [kf for kf, _ in loaded], gd, feats)
+    return _assemble(meta, raw, loaded, gd)
+
+
+def _assemble(meta: MapMeta, raw: dict, loaded: list, gd: Optional[np.ndarray]) -> KeyframeMap:
+    """The map from its loaded parts; encodings only when the encoder is recorded (v1 maps of
+    earlier releases stored untyped features: they load without encodings and are re-encoded)."""
+    from mast3r_ros.core.types import Encoding
+
+    kmap = KeyframeMap(meta)
+    enc = raw.get("encoder")
+    encoder = EncoderId(**enc) if isinstance(enc, dict) else None
+    try:
+        for k, (kf, feats) in enumerate(loaded):
+            encoding = None
+            if encoder is not None and feats and gd is not None:
+                encoding = Encoding(encoder, kf.width, kf.height, gd[k],
+                                    features_from_arrays(encoder.features, feats))
+            kmap.add(kf, encoding)
+    except (InputError, TypeError) as exc:
+        raise MapFormatError(f"corrupt map ({exc}); rebuild it") from exc
+    return kmap

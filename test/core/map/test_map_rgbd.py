@@ -30,7 +30,7 @@ def test_register_depth_preserves_3d_points() -> None:
 def test_build_from_sevenscenes(data_dir) -> None:
     m = build_map_from_rgbd(data_dir / "sevenscenes_redkitchen_rgbd", stride=8)
     assert len(m) == 5 and m.ids[:2] == [0, 160]
-    kf = m.keyframes[1]
+    kf = list(m.keyframes())[1]
     assert kf.K[0, 0] == 525.0 and kf.depth.shape == (480, 640)
     assert kf.stamp == pytest.approx(160 / 30.0)
     valid = kf.depth[kf.depth > 0]

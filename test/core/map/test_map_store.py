@@ -12,8 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mast3r_ros.core.errors import InputError, MapCompatibilityError, MapFormatError
+from mast3r_ros.core.errors import InputError, MapFormatError
+from mast3r_ros.core.features import EncoderId, SiftFeatures
 from mast3r_ros.core.map import Keyframe, KeyframeMap, MapMeta, load_map, save_map
+from mast3r_ros.core.types import Encoding
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -29,10 +31,13 @@ def make_map(rng: np.random.Generator, n: int = 3, h: int = 24, w: int = 32) -> 
         pm = rng.normal(size=(h, w, 3)).astype(np.float32) if i == 1 else None
         kfs.append(Keyframe(10 + i, rng.integers(0, 255, (h, w, 3), dtype=np.uint8), K, T,
                             stamp=i / 30.0, depth=None if i == 1 else depth, pointmap=pm))
-    meta = MapMeta(model_id="abc", backend="mast3r", image_size=64, created="now",
-                   preprocessing="resize-crop16", descriptor="d1")
-    feats = {10: {"feat": rng.normal(size=(4, 8)).astype(np.float32)}}
-    return KeyframeMap(meta, kfs, rng.normal(size=(n, 16)).astype(np.float32), feats)
+    kmap = KeyframeMap(MapMeta(created="now", source="test"))
+    enc_id = EncoderId("sift", "test", 0, "", "d1", SiftFeatures.KIND)
+    for kf in kfs:
+        feats = SiftFeatures(rng.uniform(0, 20, (6, 2)), rng.integers(0, 255, (6, 128)).astype(
+            np.float32))
+        kmap.add(kf, Encoding(enc_id, w, h, rng.normal(size=16).astype(np.float32), feats))
+    return kmap
 
 
 def test_roundtrip(tmp_path, rng) -> None:
@@ -40,7 +45,7 @@ def test_roundtrip(tmp_path, rng) -> None:
     save_map(m, tmp_path / "m")
     m2 = load_map(tmp_path / "m")
     assert m2.meta == m.meta and m2.ids == m.ids
-    for a, b in zip(m.keyframes, m2.keyframes):
+    for a, b in zip(m.keyframes(), m2.keyframes()):
         assert np.array_equal(a.rgb, b.rgb) and np.array_equal(a.K, b.K)
         assert np.array_equal(a.T_map_cam, b.T_map_cam) and a.stamp == b.stamp
         assert (a.depth is None) == (b.depth is None) and (a.pointmap is None) == (b.pointmap is None)
@@ -48,8 +53,11 @@ def test_roundtrip(tmp_path, rng) -> None:
             assert np.array_equal(a.depth, b.depth)
         if a.pointmap is not None:
             assert np.array_equal(a.pointmap, b.pointmap)
-    assert np.array_equal(m.global_desc, m2.global_desc)
-    assert set(m2.features) == {10} and np.array_equal(m2.features[10]["feat"], m.features[10]["feat"])
+    assert m2.encoder == m.encoder and not m2.missing_encodings()
+    assert np.array_equal(m.index.descriptors(m.ids), m2.index.descriptors(m2.ids))
+    for i in m.ids:
+        assert np.array_equal(m2.features(i).desc, m.features(i).desc)
+        assert np.array_equal(m2.features(i).xy, m.features(i).xy)
     assert m2.poses().shape == (3, 4, 4)
     pts, cols = m2.points_map(500)
     assert 0 < pts.shape[0] <= 500 and cols.shape == pts.shape and cols.dtype == np.uint8
@@ -94,18 +102,6 @@ def test_killed_save_leaves_previous_map(tmp_path, rng) -> None:
     assert len(m) == 2  # the previous map, intact
     save_map(make_map(rng, 3), path)  # next save cleans the leftovers
     assert not any(p.name.startswith(".tmp-") for p in path.iterdir())
-
-
-def test_compatibility(tmp_path, rng) -> None:
-    save_map(make_map(rng), tmp_path / "m")
-    load_map(tmp_path / "m", MapMeta(model_id="abc", image_size=64))
-    load_map(tmp_path / "m", MapMeta(model_id=""))  # unset fields are not compared
-    with pytest.raises(MapCompatibilityError, match="model_id"):
-        load_map(tmp_path / "m", MapMeta(model_id="other"))
-    with pytest.raises(MapCompatibilityError, match="image_size"):
-        load_map(tmp_path / "m", MapMeta(model_id="abc", image_size=512))
-    with pytest.raises(MapCompatibilityError, match="preprocessing"):
-        load_map(tmp_path / "m", MapMeta(preprocessing="other"))
 
 
 def _version_dir(path: Path) -> Path:
@@ -156,10 +152,8 @@ def test_keyframe_validation(rng) -> None:
         Keyframe(0, img, K, np.full((4, 4), np.nan))
     with pytest.raises(InputError, match="depth shape"):
         Keyframe(0, img, K, T, depth=np.ones((5, 4)))
-    with pytest.raises(InputError, match="unique"):
+    with pytest.raises(InputError, match="already in the map"):
         KeyframeMap(MapMeta(), [Keyframe(1, img, K, T), Keyframe(1, img, K, T)])
-    with pytest.raises(InputError, match="global_desc"):
-        KeyframeMap(MapMeta(), [Keyframe(1, img, K, T)], np.zeros((2, 4)))
 
 
 def test_save_spares_tmp_dir_of_a_live_concurrent_save(tmp_path, rng) -> None:

@@ -1,0 +1,7 @@
+"""Pose stage of localization: 2D-3D correspondences from keyframes, and the solvers."""
+
+from mast3r_ros.core.pose.correspondences import Correspondences, gather_correspondences, lift_matches
+from mast3r_ros.core.pose.solvers import PoseEstimate, solve_essential, solve_pnp
+
+__all__ = ["Correspondences", "gather_correspondences", "lift_matches", "PoseEstimate",
+           "solve_essential", "solve_pnp"]

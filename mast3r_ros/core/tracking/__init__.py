@@ -1,0 +1,5 @@
+"""SLAM front end: frame-to-keyframe tracking and the keyframe / edge stream for a back end."""
+
+from mast3r_ros.core.tracking.stream import EdgeType, GraphEdge, KeyframeEvent
+
+__all__ = ["EdgeType", "GraphEdge", "KeyframeEvent"]
