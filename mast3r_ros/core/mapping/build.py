@@ -25,7 +25,7 @@ import numpy as np
 
 from mast3r_ros.core.config import MappingConfig
 from mast3r_ros.core.mapping.canonical import dense_depth
-from mast3r_ros.core.mapping.gather import check_connected, gather_problem
+from mast3r_ros.core.mapping.gather import MissingPairError, check_connected, gather_problem
 from mast3r_ros.core.mapping.images import ImageSource
 from mast3r_ros.core.mapping.kinematic import spanning_tree
 from mast3r_ros.core.mapping.known import AlignmentResult, KnownCameras
@@ -156,7 +156,14 @@ def build_map(images: Union[ImageSource, Sequence[np.ndarray]],
     stats = compute.run(plan, progress)
     t1 = time.perf_counter()
     rel = RelDepthStore(cfg.spill_dir) if cfg.spill_dir else RelDepthStore.on_disk()
-    problem = gather_problem(plan, cfg, rel)
+    try:
+        problem = gather_problem(plan, cfg, rel)
+    except MissingPairError as exc:  # a file went bad after the plan looked: recompute once
+        logger.warning("%s; computing the missing pairs again", exc)
+        again = compute.run(plan, progress)
+        stats = ComputeStats(stats.computed + again.computed, stats.cached,
+                             stats.seconds + again.seconds)
+        problem = gather_problem(plan, cfg, rel)
     check_connected(problem, cfg.matching_conf_thr)
     t2 = time.perf_counter()
     tree = spanning_tree(problem.num_matches.numpy(), cfg.kinematic_mode, problem.n_anchors)

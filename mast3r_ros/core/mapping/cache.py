@@ -116,8 +116,16 @@ class PairCache:
         return self.root / "pairs" / name[:2] / f"{name}.npz"
 
     def contains(self, key_a: str, key_b: str) -> bool:
-        """True when a file exists for the pair (its content is verified when read)."""
-        return self.path(key_a, key_b).is_file()
+        """True when a structurally whole file exists for the pair (a cheap check of the zip's
+        central directory: a truncated file is removed and reported missing). The arrays
+        themselves are verified (CRC-32, header, shapes) when read."""
+        p = self.path(key_a, key_b)
+        if not p.is_file():
+            return False
+        if zipfile.is_zipfile(p):
+            return True
+        self._discard(p, zipfile.BadZipFile("no zip central directory (truncated?)"))
+        return False
 
     def load(self, i: int, j: int, key_i: str, key_j: str) -> Optional[PairData]:
         """The whole cached pair oriented as (i, j), or None (miss, or a bad file, removed)."""

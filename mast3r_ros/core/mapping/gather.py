@@ -23,16 +23,21 @@ from mast3r_ros.core.mapping.cache import PairHalf
 from mast3r_ros.core.mapping.plan import MappingPlan
 from mast3r_ros.core.mapping.problem import AlignmentProblem, RelDepthStore, assemble_problem
 
-__all__ = ["CachedHalves", "gather_problem", "graph_components", "check_connected"]
+__all__ = ["MissingPairError", "CachedHalves", "gather_problem", "graph_components",
+           "check_connected"]
 
 logger = logging.getLogger(__name__)
+
+
+class MissingPairError(MappingError):
+    """A pair the gather needs is not in the cache (never computed, or corrupt and removed)."""
 
 
 class CachedHalves:
     """A :class:`~.problem.HalfSource` reading the plan's cache.
 
     Raises (from :meth:`half`):
-        MappingError: the pair is missing (or was corrupt and removed): run the compute step.
+        MissingPairError: the pair is missing (or was corrupt and removed): run the compute step.
     """
 
     def __init__(self, plan: MappingPlan) -> None:
@@ -43,7 +48,7 @@ class CachedHalves:
         other = j if img == i else i
         h = self.plan.cache.load_half(self.plan.keys[img], self.plan.keys[other])
         if h is None:
-            raise MappingError(f"pair ({i}, {j}) is not in the cache {self.plan.cache.root} "
+            raise MissingPairError(f"pair ({i}, {j}) is not in the cache {self.plan.cache.root} "
                                "(never computed, or corrupt and removed): run the pairwise "
                                "stage again")
         return h
@@ -59,7 +64,7 @@ def gather_problem(plan: MappingPlan, cfg: MappingConfig,
         rel_depths: where the relative depth maps go (default: in memory).
 
     Raises:
-        MappingError: a pair is missing from the cache.
+        MissingPairError: a pair is missing from the cache.
         InputError: inconsistent pair data.
     """
     return assemble_problem(plan.num_images, plan.pairs, CachedHalves(plan), cfg.subsample,

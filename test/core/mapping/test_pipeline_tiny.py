@@ -13,10 +13,9 @@ import torch
 from _mapping_fixture import load_fixture
 
 from mast3r_ros.core.config import MappingConfig, ModelConfig
-from mast3r_ros.core.errors import MappingError
 from mast3r_ros.core.mapping.build import build_map, compute_pairs
 from mast3r_ros.core.mapping.cache import PairCache
-from mast3r_ros.core.mapping.gather import gather_problem
+from mast3r_ros.core.mapping.gather import MissingPairError, gather_problem
 from mast3r_ros.core.mapping.problem import build_problem
 
 GRAPH = dict(scene_graph="complete", subsample=8)
@@ -102,12 +101,10 @@ def test_put_if_absent_never_clobbers(computed, tmp_path):
     assert not [p for p in fresh.path(k[1], k[0]).parent.iterdir() if p.name.startswith(".tmp")]
 
 
-@pytest.mark.parametrize("damage", ["truncate", "flip", "foreign"])
-def test_corrupt_cache_file_is_detected_and_recomputed(computed, fx, engine, tmp_path, caplog,
-                                                       damage):
-    plan, _ = computed
+def _damaged_cache(plan, root, damage):
+    """A cache with pairs (1, 0) and (2, 0) of ``plan``, the first one damaged."""
     k = plan.keys
-    cache = PairCache(tmp_path, plan.cache.settings)
+    cache = PairCache(root, plan.cache.settings)
     cache.put(plan.cache.load(1, 0, k[1], k[0]), k[1], k[0])
     cache.put(plan.cache.load(2, 0, k[2], k[0]), k[2], k[0])
     f = cache.path(k[1], k[0])
@@ -120,14 +117,30 @@ def test_corrupt_cache_file_is_detected_and_recomputed(computed, fx, engine, tmp
         f.write_bytes(bytes(buf))
     else:  # a valid record of another pair under this pair's name
         f.write_bytes(cache.path(k[2], k[0]).read_bytes())
+    return cache, f
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "foreign"])
+def test_corrupt_cache_file_is_detected(computed, tmp_path, caplog, damage):
+    plan, _ = computed
+    cache, f = _damaged_cache(plan, tmp_path, damage)
     with caplog.at_level(logging.WARNING):
-        assert cache.load_half(k[1], k[0]) is None
+        assert cache.load_half(plan.keys[1], plan.keys[0]) is None
     assert "corrupt" in caplog.text and not f.exists()
-    _, stats = compute_pairs(_uint8_images(fx), engine,
-                             MappingConfig(cache_dir=str(tmp_path), **GRAPH))
-    assert (stats.computed, stats.cached) == (2, 1)  # the damaged one and (2, 1)
-    np.testing.assert_array_equal(cache.load(1, 0, k[1], k[0]).view_i.xy,
-                                  plan.cache.load(1, 0, k[1], k[0]).view_i.xy)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "foreign"])
+def test_build_recomputes_a_corrupt_pair(computed, fx, engine, tmp_path, caplog, damage):
+    plan, _ = computed
+    _, f = _damaged_cache(plan, tmp_path, damage)
+    cfg = MappingConfig(cache_dir=str(tmp_path), niter1=2, niter2=2, device="cpu", **GRAPH)
+    with caplog.at_level(logging.WARNING):
+        res = build_map(_uint8_images(fx), engine, cfg)
+    assert "corrupt" in caplog.text
+    assert res.compute.computed == 2  # the damaged one and (2, 1), never seen before
+    k = plan.keys
+    again = PairCache(tmp_path, plan.cache.settings).load(1, 0, k[1], k[0])
+    np.testing.assert_array_equal(again.view_i.xy, plan.cache.load(1, 0, k[1], k[0]).view_i.xy)
 
 
 def test_gather_streams_the_cache_exactly(computed):
@@ -147,7 +160,7 @@ def test_gather_streams_the_cache_exactly(computed):
 def test_missing_pair_is_a_clear_error(computed, tmp_path):
     plan, _ = computed
     empty = dataclasses.replace(plan, cache=PairCache(tmp_path, plan.cache.settings))
-    with pytest.raises(MappingError, match="not in the cache"):
+    with pytest.raises(MissingPairError, match="not in the cache"):
         gather_problem(empty, MappingConfig(**GRAPH))
 
 
