@@ -7,8 +7,9 @@ per-pair cost), and every build then runs plan -> compute (cache hits) -> gather
 N images and all their ``swin-W-noncyclic`` pairs, each pair read from the cache file of its
 content. A fresh subprocess per build gives clean peak-RSS figures (``ru_maxrss``), recorded
 after each step so the step that sets the peak is visible; ``base`` is the RSS after imports and
-model loading. Slopes: per pair from builds with the same N and different windows, per image from
-builds with the same window and different N. The alignment runs ``--niter`` iterations per stage:
+model loading. Slopes: per pair from builds with the smallest N and different windows, per image
+from builds with the largest window and different N (each row is also printed to stderr as soon
+as it is measured). The alignment runs ``--niter`` iterations per stage:
 its memory per iteration is constant (one autograd graph at a time), so the peak does not depend
 on the iteration count (checked by ``--check-iters``). Prints one JSON line.
 
@@ -156,12 +157,18 @@ def main() -> None:
     if max(args.windows) >= args.distinct:
         ap.error("every window must be below --distinct (no pair of identical images)")
     w = _sub(args, "--warm")
-    wmax = max(args.windows)
-    by_n = [_sub(args, "--single", str(n), str(wmax), str(args.niter)) for n in args.sizes]
-    mid = args.sizes[len(args.sizes) // 2]
-    by_w = [_sub(args, "--single", str(mid), str(win), str(args.niter))
-            for win in sorted(args.windows)]
-    it = _sub(args, "--single", str(mid), str(wmax), str(args.check_iters))
+    wmax, n0 = max(args.windows), min(args.sizes)
+    rows = []
+
+    def run(n: int, win: int, niter: int) -> dict:
+        row = _sub(args, "--single", str(n), str(win), str(niter))
+        rows.append(row)
+        print(json.dumps({"partial": row}), file=sys.stderr, flush=True)  # survives a long run
+        return row
+
+    by_w = [run(n0, win, args.niter) for win in sorted(args.windows)]  # cheapest first
+    by_n = [by_w[-1]] + [run(n, wmax, args.niter) for n in sorted(args.sizes)[1:]]
+    it = run(n0, wmax, args.check_iters)
     import torch
 
     per_pair = _slope(by_w, "n_pairs")
@@ -171,8 +178,9 @@ def main() -> None:
         "torch": torch.__version__, "git_rev": _git_rev(), "image_size": "512x384",
         "model": "tiny golden checkpoint", "distinct_images": args.distinct,
         "matching_conf_thr": args.conf_thr, "warm_cache": w, "by_images": by_n,
-        "by_window": by_w, "iteration_check": {"niter": args.check_iters,
-                                               "peak_rss_mb": it["peak_rss_mb"]},
+        "by_window": by_w, "iteration_check": {"n_images": n0, "niter": args.check_iters,
+                                               "peak_rss_mb": it["peak_rss_mb"],
+                                               "vs_niter": by_w[-1]["peak_rss_mb"]},
         "slope_mb_per_pair": per_pair,
         "slope_mb_per_image_at_fixed_window": per_image_total,
         "slope_mb_per_image_net_of_pairs": round(
