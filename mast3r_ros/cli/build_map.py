@@ -132,8 +132,8 @@ def run(args: argparse.Namespace) -> int:
     from mast3r_ros.core.backends import encode_map
     from mast3r_ros.core.backends.mast3r import Mast3rBackend
     from mast3r_ros.core.map import read_matrix, save_map
-    from mast3r_ros.core.model.factory import make_engine
     from mast3r_ros.core.mapping.build import build_map
+    from mast3r_ros.core.model.factory import make_engine
 
     if args.backend != "mast3r":
         raise ConfigError("build-map needs the mast3r backend (--backend mast3r and a checkpoint)")

@@ -5,8 +5,8 @@ The search never materialises the full (M, N) similarity matrix. Targets are cut
 computed with one matrix product. Of each tile only the maxima of 64 *sub-blocks* are kept:
 sub-block ``k`` of a tile holds the columns ``k, k + L, ..., k + 63 L`` (``L = cols / 64``), so the
 reduction runs across contiguous lanes (``view(rows, 64, L).amax(1)``), several times cheaper on
-CPU than ``max`` with indices or a reduction along the innermost axis. At the end, the winning sub-block of
-every query is re-scored (64 targets) and its arg-max taken.
+CPU than ``max`` with indices or a reduction along the innermost axis. At the end, the winning
+sub-block of every query is re-scored (64 targets) and its arg-max taken.
 
 Ties: the result is the first (smallest) index among the maxima, like ``torch.argmax``. Ties inside
 a sub-block are resolved by the re-scoring ``argmax``; when a query's maximum is reached in several

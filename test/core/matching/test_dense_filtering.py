@@ -7,10 +7,18 @@ import pytest
 import torch
 
 from mast3r_ros.core.errors import MatchingError
-from mast3r_ros.core.matching import (confidence_mask, dense_reciprocal_nn, fast_reciprocal_nn,
-                                      filter_by_confidence, gather_confidence, is_confident,
-                                      match_scores, nearest_neighbors, sparse_ga_confidence,
-                                      visloc_confidence)
+from mast3r_ros.core.matching import (
+    confidence_mask,
+    dense_reciprocal_nn,
+    fast_reciprocal_nn,
+    filter_by_confidence,
+    gather_confidence,
+    is_confident,
+    match_scores,
+    nearest_neighbors,
+    sparse_ga_confidence,
+    visloc_confidence,
+)
 from mast3r_ros.core.matching.nn import ReducedPrecisionWarning
 from mast3r_ros.core.matching.reference import smooth_descriptor_maps
 
@@ -59,10 +67,10 @@ def test_filter_bad_input() -> None:
     with pytest.raises(MatchingError, match="integer"):
         filter_by_confidence(torch.tensor([[0.5, 0.0]]), torch.tensor([[0, 0]]), conf, conf, 1.0)
     with pytest.raises(MatchingError, match="length"):
-        filter_by_confidence(torch.zeros(2, 2, dtype=torch.long), torch.zeros(1, 2, dtype=torch.long),
-                             conf, conf, 1.0)
-    k1, k2 = filter_by_confidence(torch.zeros(0, 2, dtype=torch.long), torch.zeros(0, 2, dtype=torch.long),
-                                  conf, conf, 1.0)
+        filter_by_confidence(torch.zeros(2, 2, dtype=torch.long),
+                             torch.zeros(1, 2, dtype=torch.long), conf, conf, 1.0)
+    none = torch.zeros(0, 2, dtype=torch.long)
+    k1, k2 = filter_by_confidence(none, none, conf, conf, 1.0)
     assert k1.shape == (0, 2)
 
 
