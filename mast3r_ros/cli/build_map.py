@@ -1,9 +1,13 @@
 """``mast3r-ros build-map SOURCE OUT``: build a map with MASt3R sparse global alignment.
 
-SOURCE is a folder of images (sorted by name) or a rosbag2 (folder or ``.mcap`` / ``.db3`` file,
-read with :func:`mast3r_ros.core.io.read_bag`; ``--topic`` picks a ``sensor_msgs/Image`` or
-``CompressedImage`` topic). Every image is decoded through :mod:`mast3r_ros.core.io` with the
-pixel limit; frames skipped by ``--stride`` / ``--max-images`` are not decoded at all.
+SOURCE is a folder of images (sorted by name; each image read when the mapping needs it) or a
+rosbag2 (folder or ``.mcap`` / ``.db3`` file, read with :func:`mast3r_ros.core.io.read_bag`;
+``--topic`` picks a ``sensor_msgs/Image`` or ``CompressedImage`` topic; decoded into memory).
+Every image is decoded through :mod:`mast3r_ros.core.io` with the pixel limit; frames skipped by
+``--stride`` / ``--max-images`` are not decoded at all.
+
+``--ray [ADDRESS]`` runs the pairwise stage on a Ray cluster (one model per worker, results into
+the shared ``--cache-dir``; ``--ray.*`` options tune it); without it nothing imports Ray.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional, TypeVar, cast
+from typing import TYPE_CHECKING, Iterable, Optional, TypeVar
 
 import numpy as np
 
@@ -27,7 +31,14 @@ from mast3r_ros.cli.common import (
 )
 from mast3r_ros.cli.localize import IMAGE_SUFFIXES
 from mast3r_ros.cli.options import add_alias, add_config_options, config_from_args
-from mast3r_ros.core.config import InputConfig, MappingConfig, opt, validate_fields
+from mast3r_ros.core.config import (
+    InputConfig,
+    LocalizerConfig,
+    MappingConfig,
+    RayConfig,
+    opt,
+    validate_fields,
+)
 from mast3r_ros.core.errors import ConfigError, InputError, MapError
 from mast3r_ros.core.io import (
     CompressedImageRecord,
@@ -35,8 +46,11 @@ from mast3r_ros.core.io import (
     bag_topics,
     is_bag,
     read_bag,
-    read_image_file,
 )
+from mast3r_ros.core.mapping.images import ImageArrays, ImageFiles, ImageSource
+
+if TYPE_CHECKING:
+    from mast3r_ros.core.mapping.ray_compute import RayPairCompute
 
 NAME = "build-map"
 HELP = "build a map from an image folder or a rosbag2 with MASt3R sparse global alignment"
@@ -48,6 +62,7 @@ MAPPING_ALIASES = {
     "--matching-conf-thr": ("mapping.matching_conf_thr",),
     "--kinematic-mode": ("mapping.kinematic_mode",),
     "--shared-intrinsics": ("mapping.shared_intrinsics",), "--cache-dir": ("mapping.cache_dir",),
+    "--ray-workers": ("ray.num_workers",),
 }
 _T = TypeVar("_T")
 
@@ -72,11 +87,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_config_options(p, BuildMapOptions, title="images")
     mapping = add_config_options(p, MappingConfig, prefix="mapping.", title="alignment",
                                  aliases=MAPPING_ALIASES)
-    model = add_localizer_options(p, only=("backend", "model"),
+    model = add_localizer_options(p, only=("backend", "model", "map_store"),
                                   aliases={k: v for k, v in LOCALIZER_ALIASES.items()
                                            if k != "--device"})
     add_alias(p, "--device", [o for o in model + mapping
                               if o.name in ("model.device", "mapping.device")])
+    add_config_options(p, RayConfig, prefix="ray.", title="Ray (with --ray)",
+                       aliases={"--ray-workers": ("ray.num_workers",)})
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="run the pairwise stage on Ray: a cluster address (host:port, "
+                        "ray://host:port); without ADDRESS, --ray.address, then $RAY_ADDRESS, then "
+                        "a Ray instance on this machine")
     add_input_options(p)
 
 
@@ -91,13 +112,14 @@ def _keep(items: Iterable[_T], opts: BuildMapOptions) -> Iterable[_T]:
             yield item
 
 
-def _read_folder(folder: Path, opts: BuildMapOptions,
-                 max_pixels: int) -> tuple[list[np.ndarray], list[float]]:
+def _folder(folder: Path, opts: BuildMapOptions,
+            max_pixels: int) -> tuple[ImageFiles, list[float]]:
+    """The kept image files of a folder (read when the mapping needs them) and their indices."""
     files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
-    kept = list(_keep(files, opts))
+    kept = list(_keep(enumerate(files), opts))
     if not kept:
         raise InputError(f"no images in {folder} (looked for {', '.join(IMAGE_SUFFIXES)})")
-    return [read_image_file(f, max_pixels) for f in kept], [float(k) for k in range(len(kept))]
+    return ImageFiles([f for _, f in kept], max_pixels), [float(k) for k, _ in kept]
 
 
 def _read_bag(path: Path, topic: str, opts: Optional[BuildMapOptions] = None,
@@ -121,14 +143,25 @@ def _read_bag(path: Path, topic: str, opts: Optional[BuildMapOptions] = None,
 
 
 def _read_source(args: argparse.Namespace, opts: BuildMapOptions
-                 ) -> tuple[list[np.ndarray], list[float]]:
+                 ) -> tuple[ImageSource, list[float]]:
     max_pixels = input_config(args).max_image_pixels
     if is_bag(args.source):
-        return _read_bag(args.source, opts.topic, opts, max_pixels)
+        images, stamps = _read_bag(args.source, opts.topic, opts, max_pixels)
+        return ImageArrays(images), stamps
     if args.source.is_dir():
-        return _read_folder(args.source, opts, max_pixels)
+        return _folder(args.source, opts, max_pixels)
     raise InputError(f"{args.source} is neither an image folder nor a rosbag2 (a directory with "
                      "metadata.yaml, or a .mcap / .db3 file)")
+
+
+def _ray_compute(args: argparse.Namespace, model_cfg: LocalizerConfig,
+                 cfg: MappingConfig) -> RayPairCompute:
+    """The pairwise stage on Ray workers (imports Ray; only with ``--ray``)."""
+    from mast3r_ros.core.mapping.ray_compute import RayPairCompute
+
+    ray_cfg: RayConfig = config_from_args(RayConfig, args, prefix="ray.",
+                                          **({"address": args.ray} if args.ray else {}))
+    return RayPairCompute(model_cfg.model, ray_cfg, cfg.encodings_in_memory)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -136,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
 
     from mast3r_ros.core.backends import encode_map
     from mast3r_ros.core.backends.mast3r import Mast3rBackend
-    from mast3r_ros.core.map import KeyframeMap, save_map
+    from mast3r_ros.core.map import save_map
     from mast3r_ros.core.mapping.build import build_map
     from mast3r_ros.core.model.factory import make_engine
 
@@ -147,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
     cfg: MappingConfig = config_from_args(MappingConfig, args, prefix="mapping.")
     K = read_intrinsics(args.intrinsics)
     images, stamps = _read_source(args, opts)
-    backend = Mast3rBackend(make_engine(model_cfg.model))
+    engine = make_engine(model_cfg.model) if args.ray is None else None  # --ray: not the driver
     bars: dict[str, tqdm] = {}
 
     def progress(stage: str, done: int, total: int) -> None:
@@ -155,16 +188,16 @@ def run(args: argparse.Namespace) -> int:
         bar.update(done - bar.n)
 
     with os_errors_as(MapError, f"cannot write the pairwise cache {cfg.cache_dir or ''}"):
-        res = build_map(images, backend.engine, cfg, model_id=backend.engine.model_id,
-                        image_size=backend.engine.image_size, stamps=stamps, K=K,
-                        progress=progress)
+        res = build_map(images, engine or _ray_compute(args, model_cfg, cfg), cfg,
+                        stamps=stamps, K=K, progress=progress)
     for bar in bars.values():
         bar.close()
-    kmap = cast(KeyframeMap, res.kmap)
-    encode_map(kmap, backend)
+    kmap = res.kmap
+    encode_map(kmap, Mast3rBackend(engine or make_engine(model_cfg.model)))
     with os_errors_as(MapError, f"cannot write the map to {args.out}"):
-        save_map(kmap, args.out)
+        save_map(kmap, args.out, config=model_cfg.map_store)
     print(dump_json({"map": str(args.out), "keyframes": len(kmap), "pairs": len(res.pairs),
+                     "pairs_computed": res.compute.computed, "pairs_cached": res.compute.cached,
                      "focals": res.alignment.focals, "loss_coarse": res.alignment.loss_coarse,
                      "loss_fine": res.alignment.loss_fine, "timings": res.timings}))
     return 0

@@ -31,6 +31,7 @@ __all__ = [
     "PoseConfig",
     "LocalizerConfig",
     "MappingConfig",
+    "RayConfig",
     "KeyframeSelectionConfig",
     "MapStoreConfig",
     "PoseGraphConfig",
@@ -181,11 +182,13 @@ class MatchingConfig:
 
     subsample: int = opt(8, "seed grid step of fast reciprocal NN in network pixels", range=(1, 64))
     max_iter: int = opt(10, "maximum fast reciprocal NN iterations", range=(1, 100))
-    desc_conf_threshold: float = opt(1.001, "minimum descriptor confidence of both pixels of a match "
+    desc_conf_threshold: float = opt(1.001, "minimum descriptor confidence of both pixels of a "
+                                            "match "
                                             "(the official visloc uses 1.001)", range=(0.0, None))
     max_matches: int = opt(5000, "keep at most this many matches per pair (best confidence)",
                            range=(10, 1_000_000))
-    coarse_to_fine: bool = opt(False, "refine matches on full-resolution crops (images > network size)")
+    coarse_to_fine: bool = opt(False, "refine matches on full-resolution crops (images > network "
+                                      "size)")
     c2f_overlap: float = opt(0.5, "overlap of the coarse-to-fine crop grid", range=(0.0, 0.95))
     c2f_max_crop_pairs: int = opt(8, "maximum crop pairs per image pair in coarse-to-fine",
                                   range=(1, 64))
@@ -267,7 +270,8 @@ class MapStoreConfig:
                                              "from a map on disk; 0 = no caching",
                                 range=(0, None), read_only=True)
     lock_timeout: float = opt(10.0, "seconds a save waits for another save of the same map before "
-                                    "failing with 'map is being saved'", range=(0.0, 3600.0), read_only=True)
+                                    "failing with 'map is being saved'", range=(0.0, 3600.0),
+                              read_only=True)
     max_image_pixels: int = opt(InputConfig().max_image_pixels, "keyframes whose image is larger "
                                 "(width*height) are refused when a map is read (checked on the "
                                 "index, or on the file header for schema-1 PNGs)",
@@ -283,7 +287,8 @@ class MapStoreConfig:
 class LocalizerConfig:
     """The whole localization pipeline."""
 
-    backend: str = opt("mast3r", "matcher backend: mast3r (the product) or sift (classical baseline)",
+    backend: str = opt("mast3r", "matcher backend: mast3r (the product) or sift (classical "
+                                 "baseline)",
                        choices=("mast3r", "sift"), read_only=True)
     model: ModelConfig = field(default_factory=ModelConfig)
     sift: SiftConfig = field(default_factory=SiftConfig)
@@ -322,11 +327,37 @@ class MappingConfig:
     loss_dust3r_w: float = opt(0.01, "weight of the fallback regression loss", range=(0.0, None))
     device: str = opt("auto", "torch device of the alignment: auto (CUDA when available), cpu, "
                               "cuda, cuda:N")
-    cache_dir: str = opt("", "directory of the pairwise cache (network outputs + matches); "
-                             "empty = no cache")
-    num_threads: int = opt(1, "torch CPU threads during the alignment (0 = leave as is); its "
-                              "tensors are small, so 1 thread is fastest below ~1e5 points",
-                           range=(0, 256))
+    cache_dir: str = opt("", "directory of the pairwise cache (network outputs + matches), "
+                             "shared between runs and machines; empty = a temporary one")
+    encodings_in_memory: int = opt(16, "encoder outputs kept in memory by the pairwise stage "
+                                       "(LRU; about 3 MB each at 512x384)", range=(2, 10_000))
+    spill_dir: str = opt("", "where the canonical views' relative depth maps wait for the dense "
+                             "depths (one H x W float32 per image); empty = a temporary "
+                             "directory")
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    """The pairwise mapping stage on a Ray cluster (``build-map --ray``)."""
+
+    address: str = opt("", "Ray cluster address (host:port, ray://host:port or auto); empty = "
+                           "$RAY_ADDRESS, else a Ray instance on this machine")
+    num_workers: int = opt(0, "workers, each holding one model; 0 = one per GPU of the cluster "
+                              "(one worker without GPUs)", range=(0, 10_000))
+    gpus_per_worker: float = opt(1.0, "GPUs reserved per worker when the cluster has GPUs",
+                                 range=(0.0, 8.0))
+    cpus_per_worker: float = opt(1.0, "CPUs reserved per worker", range=(0.0, 256.0))
+    pairs_per_task: int = opt(8, "consecutive pairs per task (a worker reuses their encodings)",
+                              range=(1, 10_000))
+    tasks_in_flight: int = opt(2, "tasks queued per worker (bounds the driver's memory)",
+                               range=(1, 64))
+    max_restarts: int = opt(3, "restarts of a dead worker, each retrying its task",
+                            range=(0, 100))
+    connect_timeout: float = opt(10.0, "seconds to wait for the cluster's address to answer",
+                                 range=(0.1, 600.0))
 
     def __post_init__(self) -> None:
         validate_fields(self)
@@ -339,9 +370,11 @@ class KeyframeSelectionConfig:
     mode: str = opt("auto", "auto: motion when the frame and the last keyframe have poses, overlap "
                             "otherwise; motion / overlap: only that test",
                     choices=("auto", "motion", "overlap"))
-    min_translation: float = opt(0.10, "motion test: new keyframe after this camera translation (m)",
+    min_translation: float = opt(0.10, "motion test: new keyframe after this camera translation "
+                                       "(m)",
                                  range=(0.0, None))
-    min_rotation_deg: float = opt(10.0, "motion test: new keyframe after this camera rotation (deg)",
+    min_rotation_deg: float = opt(10.0, "motion test: new keyframe after this camera rotation "
+                                        "(deg)",
                                   range=(0.0, 180.0))
     max_overlap: float = opt(0.5, "overlap test: new keyframe when the fraction of the last "
                                   "keyframe's features matched in the frame (geometrically "

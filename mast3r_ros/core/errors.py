@@ -21,6 +21,7 @@ __all__ = [
     "MapLockedError",
     "MatchingError",
     "GeometryError",
+    "MappingError",
 ]
 
 
@@ -70,3 +71,8 @@ class MatchingError(InputError):
 
 class GeometryError(Mast3rRosError):
     """A geometric solver was called with invalid arguments (not: 'did not converge')."""
+
+
+class MappingError(Mast3rRosError):
+    """A map cannot be built: the scene graph falls apart, the pairwise cache cannot be written,
+    or the distributed pairwise stage (Ray) cannot be reached or keeps failing."""

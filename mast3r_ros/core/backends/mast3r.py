@@ -27,10 +27,16 @@ from mast3r_ros.core.config import MatchingConfig
 from mast3r_ros.core.errors import InputError
 from mast3r_ros.core.features import EncoderId, Mast3rFeatures
 from mast3r_ros.core.geometry.scale import estimate_focal, intrinsics_from_focal
+from mast3r_ros.core.matching.filtering import gather_confidence, is_confident, visloc_confidence
 from mast3r_ros.core.model.blocks import grid_positions
 from mast3r_ros.core.model.engine import EncodedImages, InferenceEngine
 from mast3r_ros.core.model.mast3r import HeadOutput
-from mast3r_ros.core.model.preprocess import ImageTransform, image_transform, preprocess_image
+from mast3r_ros.core.model.preprocess import (
+    PREPROCESSING,
+    ImageTransform,
+    image_transform,
+    preprocess_image,
+)
 from mast3r_ros.core.types import (
     Encoding,
     KeyframeEncoding,
@@ -44,8 +50,6 @@ __all__ = ["Mast3rBackend", "PREPROCESSING", "DESCRIPTOR"]
 
 logger = logging.getLogger(__name__)
 
-#: preprocessing of the encodings (official resize long side + centred crop to multiples of 16)
-PREPROCESSING = "dust3r-resize-crop16-v1"
 #: global descriptor of the encodings
 DESCRIPTOR = "mast3r-encoder-mean-v1"
 
@@ -149,10 +153,9 @@ class Mast3rBackend:
         with timer.stage("matching"):
             xy1, xy2 = fast_reciprocal_nn(out_q.desc[j], out_r.desc[j], subsample=cfg.subsample,
                                           max_iter=cfg.max_iter)
-            c1 = out_q.desc_conf[j][xy1[:, 1], xy1[:, 0]]
-            c2 = out_r.desc_conf[j][xy2[:, 1], xy2[:, 0]]
-            score = torch.minimum(c1, c2).float()
-            keep = score >= cfg.desc_conf_threshold
+            score = visloc_confidence(gather_confidence(xy1, out_q.desc_conf[j]),
+                                      gather_confidence(xy2, out_r.desc_conf[j])).float()
+            keep = is_confident(score, cfg.desc_conf_threshold)
             xy_q = q_tr.to_original(xy1[keep].cpu().numpy())
             xy_r = r_tr.to_original(xy2[keep].cpu().numpy())
             score_np = score[keep].cpu().numpy().astype(np.float64)

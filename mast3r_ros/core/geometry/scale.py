@@ -1,55 +1,65 @@
 """Metric scale and focal length from MASt3R pointmaps.
 
-Focal estimation follows the idea of the official ``estimate_focal_knowing_depth`` (Weiszfeld
-iterations for a robust L1 fit of ``xy - pp = f * (X/Z, Y/Z)`` under a known principal point); this
-implementation uses the pixel-centre convention of :mod:`mast3r_ros.core.geometry.camera`, so the
-centred principal point of a W x H image is ((W - 1) / 2, (H - 1) / 2).
+:func:`estimate_focal` is the one focal estimator of the package (localizer backend and mapping).
+It follows the idea of the official ``estimate_focal_knowing_depth`` (Weiszfeld iterations for a
+robust L1 fit of ``xy - pp = f * (X/Z, Y/Z)``) and takes the principal point explicitly, in the
+pixel-centre convention of :mod:`mast3r_ros.core.geometry.camera`: pixel (row i, column j) sits at
+``(x, y) = (j, i)``, so the centre of a W x H image is ``((W - 1) / 2, (H - 1) / 2)``. Callers
+choose the principal point; the mapping passes ``(W / 2, H / 2)``, the official sparse-GA choice,
+to reproduce its fixtures.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+import math
+from typing import Optional, Union
 
 import numpy as np
+import torch
 
 __all__ = ["estimate_focal", "estimate_scale", "intrinsics_from_focal"]
 
 
-def estimate_focal(pts3d: np.ndarray, pp: Optional[tuple[float, float]] = None,
-                   mask: Optional[np.ndarray] = None, iters: int = 10,
-                   eps: float = 1e-6) -> float:
+def estimate_focal(pts3d: Union[np.ndarray, torch.Tensor], pp: tuple[float, float],
+                   mask: Optional[Union[np.ndarray, torch.Tensor]] = None, iters: int = 10,
+                   eps: float = 1e-8) -> float:
     """Robust focal length (pixels) of a camera-frame pointmap under a known principal point.
+
+    The first estimate is the least-squares one; each of the ``iters`` Weiszfeld steps then
+    re-weights every pixel by ``1 / max(|xy - pp - f * (X/Z, Y/Z)|, eps)`` (as the official code).
+    Computed in float64.
 
     Args:
         pts3d: (H, W, 3) points in the camera optical frame of the image they were predicted for.
-        pp: principal point (x, y) in pixels; default the image centre ((W-1)/2, (H-1)/2).
-        mask: optional (H, W) bool of pixels to use (e.g. confident ones).
+        pp: principal point (x, y) in pixels of that image (pixel-centre convention, see the
+            module docstring).
+        mask: optional (H, W) bool of pixels to use (e.g. confident ones). Pixels with a
+            non-finite point or ``Z <= 0`` are never used.
         iters: Weiszfeld iterations.
         eps: floor of the residual used in the weights (pixels).
 
     Returns:
         Focal length in pixels of the pointmap's image, or NaN when no valid pixel exists.
     """
-    h, w = pts3d.shape[:2]
-    cx, cy = pp if pp is not None else ((w - 1) / 2.0, (h - 1) / 2.0)
-    rows, cols = np.mgrid[0:h, 0:w]
-    u = np.stack([cols - cx, rows - cy], axis=-1).reshape(-1, 2).astype(np.float64)
-    P = pts3d.reshape(-1, 3).astype(np.float64)
-    valid = np.all(np.isfinite(P), axis=1) & (P[:, 2] > 0)
+    P = torch.as_tensor(pts3d).detach().to("cpu", torch.float64)
+    h, w = P.shape[:2]
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64),
+                            torch.arange(w, dtype=torch.float64), indexing="ij")
+    u = torch.stack((xs - float(pp[0]), ys - float(pp[1])), -1).reshape(-1, 2)
+    P = P.reshape(-1, 3)
+    valid = torch.isfinite(P).all(1) & (P[:, 2] > 0)
     if mask is not None:
-        valid &= mask.reshape(-1).astype(bool)
-    if not valid.any():
+        valid &= torch.as_tensor(mask).reshape(-1).to("cpu", torch.bool)
+    if not bool(valid.any()):
         return float("nan")
     u, v = u[valid], P[valid, :2] / P[valid, 2:3]
-    wts = np.ones(u.shape[0])
-    f = float("nan")
-    for _ in range(max(iters, 1) + 1):
-        den = np.sum(wts * np.sum(v * v, axis=1))
-        if den <= 0:
-            return float("nan")
-        f = float(np.sum(wts * np.sum(u * v, axis=1)) / den)
-        wts = 1.0 / np.maximum(np.linalg.norm(u - f * v, axis=1), eps)
-    return f
+    dot_uv, dot_vv = (u * v).sum(-1), (v * v).sum(-1)
+    f = dot_uv.mean() / dot_vv.mean()
+    for _ in range(max(int(iters), 0)):
+        wts = (u - f * v).norm(dim=-1).clip(min=eps).reciprocal()
+        f = (wts * dot_uv).mean() / (wts * dot_vv).mean()
+    out = float(f)
+    return out if math.isfinite(out) else float("nan")
 
 
 def estimate_scale(depth_metric: np.ndarray, depth_unscaled: np.ndarray,

@@ -135,7 +135,7 @@ class KeyframeSelector:
     @config.setter
     def config(self, value: KeyframeSelectionConfig) -> None:
         self._config = value
-        self._orb = cv2.ORB_create(nfeatures=value.num_features)
+        self._orb = cv2.ORB_create(nfeatures=value.num_features)  # type: ignore[attr-defined]
 
     def reset(self) -> None:
         """Forget the last keyframe (the next usable frame becomes a keyframe)."""

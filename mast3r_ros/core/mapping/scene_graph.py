@@ -2,7 +2,8 @@
 
 Same semantics as the official ``make_pairs`` of MASt3R (``complete``, ``swin-N[-noncyclic]``,
 ``logwin-N[-noncyclic]``, ``oneref-I``, ``retrieval-Na-k``), but on image *indices*: a pair is a
-tuple ``(i, j)`` of ints, and ``symmetrize=True`` appends every reversed pair after the forward ones.
+tuple ``(i, j)`` of ints, and ``symmetrize=True`` appends every reversed pair after the forward
+ones.
 
 Example:
     >>> make_pairs(3, "complete", symmetrize=False)

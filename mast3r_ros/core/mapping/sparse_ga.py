@@ -19,18 +19,24 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import numpy as np
 import torch
 
 from mast3r_ros.core.config import MappingConfig
-from mast3r_ros.core.errors import ConfigError, InputError
-from mast3r_ros.core.mapping.canonical import AlignmentProblem
+from mast3r_ros.core.errors import InputError
 from mast3r_ros.core.mapping.kinematic import KinematicTree
-from mast3r_ros.core.mapping.optim import (Adam, cosine_schedule, gamma_loss, quat_to_rotmat,
-                                           rigid_inv, transform_segments)
+from mast3r_ros.core.mapping.known import AlignmentResult, KnownCameras
+from mast3r_ros.core.mapping.losses import AlignmentLosses
+from mast3r_ros.core.mapping.optim import (
+    Adam,
+    cosine_schedule,
+    gamma_loss,
+    quat_to_rotmat,
+    transform_segments,
+)
+from mast3r_ros.core.mapping.problem import AlignmentProblem
 
 __all__ = ["gamma_loss", "cosine_schedule", "quat_to_rotmat", "KnownCameras", "AlignmentResult",
            "SparseSceneOptimizer", "sparse_scene_optimize"]
@@ -39,79 +45,7 @@ logger = logging.getLogger(__name__)
 ProgressFn = Callable[[str, int, int, float], None]
 
 
-@dataclass
-class KnownCameras:
-    """Known intrinsics and/or poses, in the network image's pixels and any metric world frame.
-
-    Attributes:
-        K: image index -> (3, 3) intrinsics (pixels of the network-size image).
-        T_world_cam: image index -> (4, 4) camera-to-world pose (e.g. from odometry).
-        intrinsics_mode: ``fixed`` (never optimised), ``prior`` (optimised with a penalty) or
-            ``init`` (only the starting value).
-        poses_mode: ``fixed`` (every image needs a pose) or ``prior`` (at least two).
-        pose_prior_weight, intrinsics_prior_weight: weights of the prior penalties.
-    """
-
-    K: dict[int, np.ndarray] = field(default_factory=dict)
-    T_world_cam: dict[int, np.ndarray] = field(default_factory=dict)
-    intrinsics_mode: str = "fixed"
-    poses_mode: str = "prior"
-    pose_prior_weight: float = 1.0
-    intrinsics_prior_weight: float = 1.0
-
-    def validate(self, n: int) -> None:
-        """Raises ConfigError / InputError on bad modes, indices or matrices."""
-        if self.intrinsics_mode not in ("fixed", "prior", "init"):
-            raise ConfigError(f"intrinsics_mode={self.intrinsics_mode!r}: use fixed, prior or init")
-        if self.poses_mode not in ("fixed", "prior"):
-            raise ConfigError(f"poses_mode={self.poses_mode!r}: use fixed or prior")
-        for name, d, shape in (("K", self.K, (3, 3)), ("T_world_cam", self.T_world_cam, (4, 4))):
-            for k, m in d.items():
-                m = np.asarray(m)
-                if not 0 <= k < n or m.shape != shape or not np.isfinite(m).all():
-                    raise InputError(f"known {name}[{k}] must be a finite {shape} matrix for an "
-                                     f"image index in [0, {n})")
-        for k, m in self.K.items():
-            if m[0, 0] <= 0 or m[1, 1] <= 0:
-                raise InputError(f"known K[{k}] has a non-positive focal")
-        if self.T_world_cam and self.poses_mode == "fixed" and len(self.T_world_cam) != n:
-            raise InputError(f"poses_mode='fixed' needs a pose for all {n} images, got "
-                             f"{len(self.T_world_cam)}; use poses_mode='prior'")
-        if self.poses_mode == "prior" and len(self.T_world_cam) == 1:
-            raise InputError("a pose prior needs at least two known poses")
-
-
-@dataclass
-class AlignmentResult:
-    """Output of the alignment.
-
-    Attributes:
-        K: (N, 3, 3) float64 intrinsics (network image pixels).
-        T_world_cam: (N, 4, 4) float64 camera-to-world poses.
-        anchor_depth: list of (h*w,) float32 depths of the anchors of each image.
-        pts3d: list of (n_i, 3) float32 world points of each image's matched pixels.
-        loss_coarse, loss_fine: value of each stage's loss before its last step (NaN if not run).
-        tree: the kinematic tree used.
-    """
-
-    K: np.ndarray
-    T_world_cam: np.ndarray
-    anchor_depth: list[np.ndarray]
-    pts3d: list[np.ndarray]
-    loss_coarse: float
-    loss_fine: float
-    tree: KinematicTree
-
-    @property
-    def focals(self) -> np.ndarray:
-        return self.K[:, 0, 0].copy()
-
-    @property
-    def principal_points(self) -> np.ndarray:
-        return self.K[:, :2, 2].copy()
-
-
-class SparseSceneOptimizer:
+class SparseSceneOptimizer(AlignmentLosses):
     """Holds the parameters of one alignment and runs its two stages.
 
     Args:
@@ -168,44 +102,6 @@ class SparseSceneOptimizer:
             self.fixed_pose = torch.stack([torch.as_tensor(self.known.T_world_cam[k], dtype=dt)
                                            for k in range(n)]).to(dev)
 
-    def _split_losses(self, p: AlignmentProblem) -> None:
-        """Select the matches of 'good' pairs and the fallback entries of the others."""
-        ok = p.pair_max_conf > self.cfg.matching_conf_thr
-        self.pair_ok = ok
-        keep = ok[p.m_pair]
-        d = self.dev
-        self.m_i, self.m_j = p.m_pt_i[keep].to(d), p.m_pt_j[keep].to(d)
-        self.m_conf = p.m_conf[keep].to(d)
-        # 2D loss observations: pixel of one side vs the other side's 3D point, both ways
-        self.o_pix = torch.cat((self.m_i, self.m_j))
-        self.o_pt = torch.cat((self.m_j, self.m_i))
-        self.o_conf = torch.cat((self.m_conf, self.m_conf))
-        o_img = self.pt_img.index_select(0, self.o_pix)
-        order = torch.argsort(o_img, stable=True)  # contiguous per image: segment transforms
-        self.o_pix, self.o_pt, self.o_conf = self.o_pix[order], self.o_pt[order], self.o_conf[order]
-        self.o_counts = torch.bincount(o_img, minlength=self.n).tolist()
-        self.o_xy = self.pt_xy.index_select(0, self.o_pix)
-        fb_idx, fb_cam, fb_tgt, fb_conf = [], [], [], []
-        pair_index = {pr: k for k, pr in enumerate(p.pairs)}
-        for (a, b), (tgt, conf) in zip(p.fb_pairs, p.fb_target):
-            k = pair_index.get((a, b), pair_index.get((b, a)))
-            if bool(ok[k]):
-                continue
-            fb_idx.append(torch.arange(int(p.pt_start[a]), int(p.pt_start[a + 1])))
-            fb_cam.append(torch.full((len(conf),), b, dtype=torch.long))
-            fb_tgt.append(tgt)
-            fb_conf.append(conf)
-        self.has_fb = bool(fb_idx)
-        if self.has_fb:
-            cam = torch.cat(fb_cam)
-            order = torch.argsort(cam, stable=True)
-            self.fb_idx = torch.cat(fb_idx)[order].to(d)
-            self.fb_tgt = torch.cat(fb_tgt)[order].to(d)
-            self.fb_conf = torch.cat(fb_conf)[order].to(d)
-            self.fb_counts = torch.bincount(cam, minlength=self.n).tolist()
-        logger.info("alignment: %d/%d pairs use matches (%d matches), %d fall back to regression",
-                    int(ok.sum()), len(ok), len(self.m_conf), int((~ok).sum()))
-
     # ----------------------------------------------------------------- model
     def intrinsics(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(N,) focals clipped to [0.25, 10] x diagonal, (N, 2) relative principal points."""
@@ -219,13 +115,12 @@ class SparseSceneOptimizer:
                          torch.zeros(self.n, 1, 4, dtype=self.dt, device=self.dev)), 1)
         rel = rel + torch.nn.functional.pad(torch.ones(self.n, 1, 1, dtype=self.dt,
                                                        device=self.dev), (3, 0, 3, 0))
-        cams: list[Optional[torch.Tensor]] = [None] * self.n
-        cams[self.tree.root] = rel[self.tree.root]
+        cams: dict[int, torch.Tensor] = {self.tree.root: rel[self.tree.root]}
         for parents, children in self.levels:
             out = torch.stack([cams[int(a)] for a in parents]) @ rel[children]
             for c, T in zip(children.tolist(), out):
                 cams[c] = T
-        return torch.stack(cams)
+        return torch.stack([cams[k] for k in range(self.n)])
 
     def forward(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Current state: K (N,3,3), cam2w (N,4,4), anchor depths (A,), world points (P,3)."""
@@ -235,6 +130,7 @@ class SparseSceneOptimizer:
         K[:, :2, 2] = pp_rel * self.sizes
         size = self.log_size.exp()
         z_cam = size * self.med * f / self.base_f
+        gs: torch.Tensor | float
         if self.fixed_pose is not None:
             cam2w, gs = self.fixed_pose, 1.0
         else:
@@ -254,65 +150,11 @@ class SparseSceneOptimizer:
         return K, cam2w, depth, transform_segments(cam2w, pc, self.pt_counts)
 
     # ---------------------------------------------------------------- losses
-    def loss_3d(self, K, cam2w, pts, fn) -> torch.Tensor:
-        """Confidence-weighted distance between the two 3D points of every match."""
-        if len(self.m_conf) == 0:
-            return pts.sum() * 0
-        return self.m_conf @ fn(pts.index_select(0, self.m_i),
-                                pts.index_select(0, self.m_j)) / self.m_conf.sum()
-
-    def loss_2d(self, K, cam2w, pts, fn) -> torch.Tensor:
-        """Confidence-weighted reprojection error of the other image's point, both directions."""
-        if len(self.o_conf) == 0:
-            return pts.sum() * 0
-        P = K @ rigid_inv(cam2w)[:, :3]  # (N, 3, 4)
-        r = transform_segments(P, pts.index_select(0, self.o_pt), self.o_counts)
-        uv = (r[:, :2] / r[:, 2:3].clip(min=1e-3)).clip(min=-1000, max=2000)
-        return self.o_conf @ fn(self.o_xy, uv) / self.o_conf.sum()
-
-    def loss_fallback(self, cam2w, pts, fn) -> torch.Tensor:
-        """Regression of each point onto the other image's prediction of it (bad pairs only)."""
-        if not self.has_fb:
-            return pts.sum() * 0
-        tgt = transform_segments(cam2w, self.fb_tgt, self.fb_counts)
-        return self.fb_conf @ fn(pts.index_select(0, self.fb_idx), tgt) / self.fb_conf.sum()
-
-    def loss_priors(self, K, cam2w) -> torch.Tensor:
-        """Penalties towards known intrinsics / poses (gauge-free for poses)."""
-        loss = K.sum() * 0
-        kn = self.known
-        if kn.K and kn.intrinsics_mode == "prior":
-            idx = torch.as_tensor(sorted(kn.K), device=self.dev)
-            f, pp = self.intrinsics()
-            loss = loss + kn.intrinsics_prior_weight * (
-                (f[idx].log() - self.f0[idx].log()).square().mean()
-                + (pp[idx] - self.pp0_rel[idx]).square().sum(1).mean())
-        if len(kn.T_world_cam) >= 2 and kn.poses_mode == "prior":
-            Rr, cr, Rk, ck = self._relative_known(cam2w)
-            loss = loss + kn.pose_prior_weight * ((Rr - Rk).square().sum((1, 2)).mean()
-                                                  + (cr - ck).square().sum(1).mean())
-        return loss
-
-    def _relative_known(self, cam2w: torch.Tensor):
-        """Rotations and scale-normalised centres of the known cameras relative to the first one,
-        for the estimate and for the known poses."""
-        idx = sorted(self.known.T_world_cam)
-        Tk = torch.stack([torch.as_tensor(self.known.T_world_cam[k], dtype=self.dt)
-                          for k in idx]).to(self.dev)
-        out = []
-        for T in (cam2w[idx], Tk):
-            R0 = T[0, :3, :3]
-            Rrel = R0.T @ T[:, :3, :3]
-            c = (T[:, :3, 3] - T[0, :3, 3]) @ R0
-            c = c / c.square().sum(1).mean().sqrt().clip(min=1e-9)
-            out += [Rrel, c]
-        return out
-
     # ----------------------------------------------------------------- stages
     def _loop(self, stage: str, loss_fn, lr0: float, niter: int, fn,
               progress: Optional[ProgressFn]) -> tuple[tuple, float]:
-        params = [self.pp_rel, self.log_f, self.quat, self.trans, self.log_size, self.core]
-        params = [p for p in params if p.requires_grad]
+        params: list[torch.Tensor] = [p for p in (self.pp_rel, self.log_f, self.quat, self.trans,
+                                                  self.log_size, self.core) if p.requires_grad]
         opt = Adam(params, betas=(0.9, 0.9)) if params else None
         fd = gamma_loss(self.cfg.gamma_fallback)
         loss_v = float("nan")
@@ -328,7 +170,7 @@ class SparseSceneOptimizer:
             loss.backward()
             opt.step(lr)
             with torch.no_grad():
-                self.quat /= self.quat.norm(dim=1, keepdim=True)
+                self.quat.div_(self.quat.norm(dim=1, keepdim=True))
             loss_v = float(loss.detach())
             if progress is not None:
                 progress(stage, it + 1, niter, loss_v)
@@ -358,17 +200,11 @@ class SparseSceneOptimizer:
                     prm.register_hook(lambda g, m=m: g * m)
 
     def run(self, progress: Optional[ProgressFn] = None) -> AlignmentResult:
-        """Coarse stage, then (if ``niter2 > 0``) the refinement stage (with ``cfg.num_threads``
-        torch threads; the previous setting is restored)."""
-        saved = torch.get_num_threads()
-        if self.cfg.num_threads:
-            torch.set_num_threads(self.cfg.num_threads)
-        try:
-            return self._run(progress)
-        finally:
-            torch.set_num_threads(saved)
+        """Coarse stage, then (if ``niter2 > 0``) the refinement stage.
 
-    def _run(self, progress: Optional[ProgressFn]) -> AlignmentResult:
+        Runs on the caller's torch thread settings (the CLI or node chooses them once; these
+        tensors are small, so one thread is fastest below ~1e5 points).
+        """
         cfg = self.cfg
         self._set_trainable(fine=False)
         res, l1 = self._loop("coarse", self.loss_3d, cfg.lr1, cfg.niter1, gamma_loss(cfg.gamma1),

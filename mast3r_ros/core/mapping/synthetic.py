@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from mast3r_ros.core.mapping.canonical import PairData
+from mast3r_ros.core.mapping.pairdata import PairData, PairView
 
 __all__ = ["SyntheticScene", "make_cameras", "render_depth", "pointmap_pair", "make_pair",
            "make_scene"]
@@ -140,11 +140,12 @@ def pointmap_pair(i: int, j: int, T: np.ndarray, K: np.ndarray, depth: np.ndarra
     Xj_in_i = Pj @ T_i_j[:3, :3].T + T_i_j[:3, 3]
     Xi_in_j = Pi @ T_j_i[:3, :3].T + T_j_i[:3, 3]
     conf = np.asarray(conf, np.float32)
-    return PairData(i=i, j=j, X_i_in_i=noisy(Pi), C_i=smooth_conf(i), X_j_in_i=noisy(Xj_in_i),
-                    C_j_in_i=smooth_conf(j), X_j_in_j=noisy(Pj), C_j=smooth_conf(j),
-                    X_i_in_j=noisy(Xi_in_j), C_i_in_j=smooth_conf(i),
-                    xy_i=np.asarray(xy_i, np.int64), xy_j=np.asarray(xy_j, np.int64), conf=conf,
-                    score=np.array([2.0, float(conf.sum()), len(conf)]))
+    # (draw order of the random fields kept: i's decoding first, then j's)
+    X_i_in_i, C_i, X_j_in_i, C_j_in_i = noisy(Pi), smooth_conf(i), noisy(Xj_in_i), smooth_conf(j)
+    X_j_in_j, C_j, X_i_in_j, C_i_in_j = noisy(Pj), smooth_conf(j), noisy(Xi_in_j), smooth_conf(i)
+    return PairData(i, j, PairView(X_i_in_i, C_i, X_j_in_i, C_j_in_i, np.asarray(xy_i, np.int64)),
+                    PairView(X_j_in_j, C_j, X_i_in_j, C_i_in_j, np.asarray(xy_j, np.int64)), conf,
+                    np.array([2.0, float(conf.sum()), len(conf)]))
 
 
 def make_pair(i: int, j: int, T: np.ndarray, K: np.ndarray, depth: np.ndarray,

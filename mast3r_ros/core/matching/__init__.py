@@ -19,7 +19,15 @@ from mast3r_ros.core.matching.c2f import (
 )
 from mast3r_ros.core.matching.c2f_match import C2FResult, coarse_to_fine_match
 from mast3r_ros.core.matching.dense import dense_reciprocal_nn
-from mast3r_ros.core.matching.filtering import confidence_mask, filter_by_confidence, match_scores
+from mast3r_ros.core.matching.filtering import (
+                                          confidence_mask,
+                                          filter_by_confidence,
+                                          gather_confidence,
+                                          is_confident,
+                                          match_scores,
+                                          sparse_ga_confidence,
+                                          visloc_confidence,
+)
 from mast3r_ros.core.matching.frm import fast_reciprocal_nn
 from mast3r_ros.core.matching.nn import nearest_neighbors
 
@@ -30,6 +38,10 @@ __all__ = [
     "filter_by_confidence",
     "confidence_mask",
     "match_scores",
+    "gather_confidence",
+    "is_confident",
+    "visloc_confidence",
+    "sparse_ga_confidence",
     "start_positions",
     "overlapping_grid",
     "normalize_windows",

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from numbers import Integral
-from typing import Optional, Sequence, Union, cast
+from typing import Any, Optional, Sequence, Union, cast
 
 import numpy as np
 
@@ -44,7 +44,7 @@ def crop_tag(cell: Sequence[int]) -> str:
     return f"[{cell[1]}:{cell[3]},{cell[0]}:{cell[2]}]"
 
 
-def crop_slice(cell: Sequence[int]) -> tuple[slice, slice]:
+def crop_slice(cell: Union[Sequence[int], np.ndarray]) -> tuple[slice, slice]:
     """(rows, cols) slices selecting window ``[x0, y0, x1, y1]`` of an (H, W, ...) array."""
     return slice(cell[1], cell[3]), slice(cell[0], cell[2])
 
@@ -215,7 +215,7 @@ def _is_hw(res: object) -> bool:
             and all(isinstance(v, Integral) and not isinstance(v, bool) for v in res))
 
 
-def split_resolution(forced_resolution: object) -> tuple[Resolution, Resolution]:
+def split_resolution(forced_resolution: Any) -> tuple[Resolution, Resolution]:
     """Per-image (H, W) crop resolutions from None, one ``(H, W)`` or ``((Hq, Wq), (Hr, Wr))``."""
     if forced_resolution is None:
         return None, None

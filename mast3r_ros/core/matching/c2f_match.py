@@ -25,6 +25,7 @@ import torch
 
 from mast3r_ros.core.errors import MatchingError
 from mast3r_ros.core.matching.c2f import crop_slice, select_crop_pairs
+from mast3r_ros.core.matching.filtering import gather_confidence, is_confident, visloc_confidence
 from mast3r_ros.core.matching.frm import fast_reciprocal_nn
 
 __all__ = ["C2FResult", "coarse_to_fine_match"]
@@ -62,7 +63,8 @@ class C2FResult:
 
 
 def _check_rgb(rgb: np.ndarray, name: str) -> np.ndarray:
-    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 \
+            or rgb.shape[2] != 3:
         raise MatchingError(f"{name} must be a uint8 (H, W, 3) RGB array")
     if min(rgb.shape[:2]) < 16:
         raise MatchingError(f"{name} of {rgb.shape[1]}x{rgb.shape[0]} is too small to match")
@@ -115,8 +117,8 @@ def _fine(engine: PairEngine, rgb_q: np.ndarray, rgb_r: np.ndarray, pairs: list,
         for i, (cq, cr) in enumerate(chunk):
             xy_r, xy_q = fast_reciprocal_nn(out_r.desc[i], out_q.desc[i], subsample=subsample,
                                             pixel_tol=pixel_tol, dist=dist)
-            conf = torch.minimum(out_q.desc_conf[i][xy_q[:, 1], xy_q[:, 0]],
-                                 out_r.desc_conf[i][xy_r[:, 1], xy_r[:, 0]])
+            conf = visloc_confidence(gather_confidence(xy_q, out_q.desc_conf[i]),
+                                     gather_confidence(xy_r, out_r.desc_conf[i]))
             all_q.append(xy_q.cpu().numpy() + cq[:2])  # crop pixel -> original pixel (no scaling)
             all_r.append(xy_r.cpu().numpy() + cr[:2])
             all_c.append(conf.float().cpu().numpy().astype(np.float64))
@@ -134,7 +136,8 @@ def _merge(all_q: list, all_r: list, all_c: list) -> tuple[np.ndarray, np.ndarra
     return uniq[:, :2].astype(np.float64), uniq[:, 2:].astype(np.float64), conf[order][first]
 
 
-def coarse_to_fine_match(engine: PairEngine, rgb_q: np.ndarray, rgb_r: np.ndarray, *, size: int = 512,
+def coarse_to_fine_match(engine: PairEngine, rgb_q: np.ndarray, rgb_r: np.ndarray, *,
+                         size: int = 512,
                          subsample: int = 8, fine_pixel_tol: float = 0, overlap: float = 0.5,
                          crop_batch: int = 8, max_crop_pairs: Optional[int] = None, border: int = 3,
                          dist: str = "dot", coarse: Optional[tuple[np.ndarray, np.ndarray]] = None,
@@ -155,7 +158,8 @@ def coarse_to_fine_match(engine: PairEngine, rgb_q: np.ndarray, rgb_r: np.ndarra
         dist: FRM distance, ``"dot"`` or ``"l2"``.
         coarse: optional precomputed coarse matches ``(xy_q, xy_r)`` in original pixels (N, 2);
             skips the coarse forward pass.
-        conf_threshold: keep matches with ``conf >= conf_threshold`` (official rule); None keeps all.
+        conf_threshold: keep matches with ``conf >= conf_threshold`` (official rule,
+            :func:`~.filtering.is_confident`); None keeps all.
 
     Returns:
         :class:`C2FResult`. When both images fit the network size (nothing to refine) or no crop
@@ -177,7 +181,8 @@ def coarse_to_fine_match(engine: PairEngine, rgb_q: np.ndarray, rgb_r: np.ndarra
         res_q, res_r = _network_resolution(rgb_q, size), _network_resolution(rgb_r, size)
     coarse_only = C2FResult(cq, cr, np.full(len(cq), np.nan), [], cq, cr, False)
     fits = max(rgb_q.shape[:2]) <= size and max(rgb_r.shape[:2]) <= size
-    too_small = any(r[0] > im.shape[0] or r[1] > im.shape[1] for r, im in ((res_q, rgb_q), (res_r, rgb_r)))
+    too_small = any(r[0] > im.shape[0] or r[1] > im.shape[1]
+                    for r, im in ((res_q, rgb_q), (res_r, rgb_r)))
     if fits or too_small or len(cq) == 0:
         return coarse_only
     pairs_rq = select_crop_pairs(rgb_r, rgb_q, cr, cq, maxdim=size, overlap=overlap,
@@ -189,7 +194,8 @@ def coarse_to_fine_match(engine: PairEngine, rgb_q: np.ndarray, rgb_r: np.ndarra
     xy_q, xy_r, conf = _merge(*_fine(engine, rgb_q, rgb_r, pairs, crop_batch, subsample,
                                      fine_pixel_tol, dist))
     if conf_threshold is not None:
-        keep = conf >= conf_threshold
+        keep = is_confident(conf, conf_threshold)
         xy_q, xy_r, conf = xy_q[keep], xy_r[keep], conf[keep]
-    logger.debug("coarse-to-fine: %d coarse, %d crop pairs, %d fine matches", len(cq), len(pairs), len(conf))
+    logger.debug("coarse-to-fine: %d coarse, %d crop pairs, %d fine matches", len(cq), len(pairs),
+                 len(conf))
     return C2FResult(xy_q, xy_r, conf, pairs, cq, cr, True)

@@ -1,24 +1,34 @@
-"""Match filtering and scoring by the descriptor confidences of the MASt3R head.
+"""Match filtering and scoring by the descriptor confidences of the MASt3R head: the one home of
+these rules, used by every path that filters or scores matches (localizer backend, coarse-to-fine,
+the mapping pairwise stage).
 
-The official localization (``visloc.py``) scores a match by ``min(conf1[p1], conf2[p2])`` and keeps
-it when that score is ``>= threshold`` (its ``--confidence_threshold``, 1.001 by default in our
-:class:`~mast3r_ros.core.config.MatchingConfig`), i.e. when **both** confidences reach the
-threshold. :func:`filter_by_confidence` applies exactly that rule; :func:`match_scores` gives the
-geometric mean ``sqrt(conf1 * conf2)`` used to rank matches.
+Two official scores, on the descriptor confidences ``c1 = conf1[y1, x1]``, ``c2 = conf2[y2, x2]``
+of a match's two pixels (:func:`gather_confidence`):
+
+* :func:`visloc_confidence` ``min(c1, c2)``: the official localization (``visloc.py``); a match is
+  kept when that score is ``>= threshold`` (:func:`is_confident`; its ``--confidence_threshold``,
+  1.001 by default in :class:`~mast3r_ros.core.config.MatchingConfig`), i.e. when **both**
+  confidences reach the threshold. :func:`confidence_mask` / :func:`filter_by_confidence` apply
+  exactly that rule to pixel matches.
+* :func:`sparse_ga_confidence` ``sqrt(c1 * c2)``: the official sparse global alignment's match
+  confidence (it weights the alignment losses and gates its pairs); :func:`match_scores` gives it
+  for pixel matches.
 """
 
 from __future__ import annotations
 
-from typing import Union
+from typing import TypeVar, Union
 
 import numpy as np
 import torch
 
 from mast3r_ros.core.errors import MatchingError
 
-__all__ = ["confidence_mask", "filter_by_confidence", "match_scores"]
+__all__ = ["gather_confidence", "visloc_confidence", "sparse_ga_confidence", "is_confident",
+           "confidence_mask", "filter_by_confidence", "match_scores"]
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
+ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 
 
 def _as_tensor(x: ArrayLike, name: str, device: torch.device) -> torch.Tensor:
@@ -29,9 +39,38 @@ def _as_tensor(x: ArrayLike, name: str, device: torch.device) -> torch.Tensor:
     return x.to(device)
 
 
+def visloc_confidence(c1: torch.Tensor, c2: torch.Tensor) -> torch.Tensor:
+    """(N,) official visloc match score ``min(c1, c2)`` of gathered confidences (N,) each."""
+    return torch.minimum(c1, c2)
+
+
+def sparse_ga_confidence(c1: torch.Tensor, c2: torch.Tensor) -> torch.Tensor:
+    """(N,) official sparse-GA match confidence ``sqrt(c1 * c2)`` of gathered confidences."""
+    return torch.sqrt(c1 * c2)
+
+
+def is_confident(score: ArrayT, threshold: float) -> ArrayT:
+    """(N,) bool ``score >= threshold`` (the official keep rule; NaN never passes).
+
+    Works on numpy arrays and tensors alike (returns the same kind).
+    """
+    return score >= threshold
+
+
+def gather_confidence(xy: ArrayLike, conf: ArrayLike) -> torch.Tensor:
+    """(N,) ``conf[y, x]`` for every (x, y) row of ``xy`` (N, 2) integer pixels inside ``conf``
+    (H, W), on ``xy``'s device.
+
+    Raises:
+        MatchingError: bad shapes, float pixels, or pixels outside ``conf``.
+    """
+    return _gather(xy, conf, "")
+
+
 def _gather(xy: ArrayLike, conf: ArrayLike, name: str) -> torch.Tensor:
     """conf[y, x] for every (x, y) row of ``xy`` (integer pixels inside ``conf``)."""
-    xy_t = _as_tensor(xy, f"xy{name}", torch.device("cpu") if isinstance(xy, np.ndarray) else xy.device)
+    dev = torch.device("cpu") if isinstance(xy, np.ndarray) else xy.device
+    xy_t = _as_tensor(xy, f"xy{name}", dev)
     c = _as_tensor(conf, f"conf{name}", xy_t.device)
     if xy_t.ndim != 2 or xy_t.shape[1] != 2 or c.ndim != 2:
         raise MatchingError(f"xy{name} must be (N, 2) and conf{name} (H, W); got "
@@ -58,7 +97,7 @@ def confidence_mask(xy1: ArrayLike, xy2: ArrayLike, conf1: ArrayLike, conf2: Arr
                     threshold: float) -> torch.Tensor:
     """(N,) bool: ``min(conf1[y1, x1], conf2[y2, x2]) >= threshold`` (official visloc rule)."""
     c1, c2 = _pair(xy1, xy2, conf1, conf2)
-    return torch.minimum(c1, c2) >= threshold
+    return is_confident(visloc_confidence(c1, c2), threshold)
 
 
 def filter_by_confidence(xy1: ArrayLike, xy2: ArrayLike, conf1: ArrayLike, conf2: ArrayLike,
@@ -84,7 +123,8 @@ def filter_by_confidence(xy1: ArrayLike, xy2: ArrayLike, conf1: ArrayLike, conf2
     return t1[keep], t2[keep]
 
 
-def match_scores(xy1: ArrayLike, xy2: ArrayLike, conf1: ArrayLike, conf2: ArrayLike) -> torch.Tensor:
+def match_scores(xy1: ArrayLike, xy2: ArrayLike, conf1: ArrayLike,
+                 conf2: ArrayLike) -> torch.Tensor:
     """(N,) match score ``sqrt(conf1[y1, x1] * conf2[y2, x2])`` (geometric mean of confidences)."""
     c1, c2 = _pair(xy1, xy2, conf1, conf2)
-    return torch.sqrt(c1 * c2)
+    return sparse_ga_confidence(c1, c2)

@@ -2,11 +2,11 @@
 
 The search never materialises the full (M, N) similarity matrix. Targets are cut into tiles of
 ``cols`` columns and queries into blocks of ``rows``; one (rows x cols) score tile at a time is
-computed with one matrix product. Of each tile only the maxima of 64 *sub-blocks* are kept: sub-block
-``k`` of a tile holds the columns ``k, k + L, ..., k + 63 L`` (``L = cols / 64``), so the reduction
-runs across contiguous lanes (``view(rows, 64, L).amax(1)``), several times cheaper on CPU than
-``max`` with indices or a reduction along the innermost axis. At the end, the winning sub-block of
-every query is re-scored (64 targets) and its arg-max taken.
+computed with one matrix product. Of each tile only the maxima of 64 *sub-blocks* are kept:
+sub-block ``k`` of a tile holds the columns ``k, k + L, ..., k + 63 L`` (``L = cols / 64``), so the
+reduction runs across contiguous lanes (``view(rows, 64, L).amax(1)``), several times cheaper on
+CPU than ``max`` with indices or a reduction along the innermost axis. At the end, the winning
+sub-block of every query is re-scored (64 targets) and its arg-max taken.
 
 Ties: the result is the first (smallest) index among the maxima, like ``torch.argmax``. Ties inside
 a sub-block are resolved by the re-scoring ``argmax``; when a query's maximum is reached in several
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Union
 
@@ -30,7 +31,8 @@ import torch
 
 from mast3r_ros.core.errors import MatchingError
 
-__all__ = ["DISTANCES", "TargetSet", "nearest_neighbors", "prepare_targets"]
+__all__ = ["DISTANCES", "ReducedPrecisionWarning", "TargetSet", "nearest_neighbors",
+           "prepare_targets"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +45,12 @@ _TILE_COLS_CPU = 2048
 _TILE_ROWS_CPU = 1024
 _TILE_COLS_GPU = 65536
 _DEFAULT_BLOCK_BYTES = 256 * 2**20  # bound on one score tile
-_warned_precision = False
+
+
+class ReducedPrecisionWarning(UserWarning):
+    """float32 matrix products run in reduced precision (TF32 / bf16): near-ties may differ from
+    the float32 reference. Python's warning filters decide how often it shows (by default once per
+    call site); ``warnings.simplefilter("ignore", ReducedPrecisionWarning)`` silences it."""
 
 
 @dataclass(frozen=True)
@@ -86,15 +93,16 @@ def _prepare_queries(queries: torch.Tensor, dist: str) -> torch.Tensor:
 
 
 def _check_matmul_precision(device: torch.device) -> None:
-    """Warn once when float32 products may run in reduced precision (TF32 / bf16)."""
-    global _warned_precision
+    """Warn (:class:`ReducedPrecisionWarning`) when float32 products may run in reduced precision
+    (TF32 / bf16). No state of its own: the ``warnings`` filters of the caller's process decide
+    whether a repeat is shown."""
     reduced = torch.get_float32_matmul_precision() != "highest" or (
         device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32)
-    if reduced and not _warned_precision:
-        _warned_precision = True
-        logger.warning("float32 matmul precision is reduced (TF32/bf16); nearest neighbours may "
-                       "differ from the float32 reference on near-ties. Use "
-                       "torch.set_float32_matmul_precision('highest') for exact results.")
+    if reduced:
+        warnings.warn("float32 matmul precision is reduced (TF32/bf16); nearest neighbours may "
+                      "differ from the float32 reference on near-ties. Use "
+                      "torch.set_float32_matmul_precision('highest') for exact results.",
+                      ReducedPrecisionWarning, stacklevel=3)
 
 
 def _tiles(q: torch.Tensor, ts: TargetSet, scratch: torch.Tensor):
@@ -152,7 +160,8 @@ def _search_block(q: torch.Tensor, ts: TargetSet, scratch: torch.Tensor) -> torc
 
 
 @torch.no_grad()
-def nearest_neighbors(queries: torch.Tensor, targets: Union[torch.Tensor, TargetSet], dist: str = "dot",
+def nearest_neighbors(queries: torch.Tensor, targets: Union[torch.Tensor, TargetSet],
+                      dist: str = "dot",
                       block_bytes: int = _DEFAULT_BLOCK_BYTES) -> torch.Tensor:
     """Index of the nearest target of every query (exact, blocked).
 

@@ -21,8 +21,12 @@ import torch
 
 from mast3r_ros.core.errors import ConfigError, ImageError, InputError
 
-__all__ = ["ImageTransform", "PreprocessedImage", "image_transform", "preprocess_image",
-           "normalize_rgb"]
+__all__ = ["PREPROCESSING", "ImageTransform", "PreprocessedImage", "image_transform",
+           "preprocess_image", "normalize_rgb"]
+
+#: name/version of this preprocessing (official resize long side + centred crop to multiples of
+#: 16), recorded with every encoding and cached network output made from it
+PREPROCESSING = "dust3r-resize-crop16-v1"
 
 
 @dataclass(frozen=True)

@@ -109,8 +109,6 @@ class MapperServicesMixin(MapperBase):
         with self._engine_lock:
             res = build_map([k.rgb for k in kfs], self._backend.engine,
                             dataclasses.replace(self.map_cfg, cache_dir=self.cache_dir()),
-                            model_id=self._backend.engine.model_id,
-                            image_size=self._backend.engine.image_size,
                             stamps=[k.stamp for k in kfs], K=K,
                             poses=poses if use_poses else None,
                             intrinsics_mode=cfg.intrinsics_mode, poses_mode=cfg.poses_mode)
@@ -133,22 +131,19 @@ class MapperServicesMixin(MapperBase):
 
         Yields to a running alignment (which computes what is left itself) and never raises.
         """
-        from mast3r_ros.core.mapping.pairwise import PairCache, compute_pairs
-        from mast3r_ros.core.model import preprocess_image
+        from mast3r_ros.core.mapping.build import compute_pairs
 
         while self._active and self._backend is not None and not self._build_lock.locked():
             with self._kf_lock:
                 if not self._pair_todo:
                     return
                 rgb_a, rgb_b = self._pair_todo.pop(0)
-            size, sub = self.model_cfg.image_size, self.map_cfg.subsample
+            cfg = dataclasses.replace(self.map_cfg, cache_dir=self.cache_dir())
             try:
                 with self._engine_lock:
                     if self._backend is None:
                         return
-                    cache = PairCache(self.cache_dir(), self._backend.engine.model_id, sub)
-                    tensors = [preprocess_image(im, size).tensor for im in (rgb_a, rgb_b)]
-                    compute_pairs(self._backend.engine, tensors, [(0, 1)], sub, cache)
+                    compute_pairs([rgb_a, rgb_b], self._backend.engine, cfg, pairs=[(0, 1)])
                 self.counters.pairs_ready += 1
             except Exception as exc:  # noqa: BLE001 - the build recomputes what failed here
                 self.counters.errors += 1

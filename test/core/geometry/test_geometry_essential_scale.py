@@ -68,11 +68,12 @@ def _pointmap(f, w=64, h=48, rng=None):
 
 def test_focal_from_pointmap_exact_and_robust(rng) -> None:
     pts = _pointmap(57.3)
-    assert estimate_focal(pts) == pytest.approx(57.3, rel=1e-6)
+    centre = (31.5, 23.5)  # the 64 x 48 image centre, pixel-centre convention
+    assert estimate_focal(pts, centre) == pytest.approx(57.3, rel=1e-6)
     noisy = pts * rng.lognormal(0, 0.002, pts.shape)
     flat = noisy.reshape(-1, 3)
     bad = rng.choice(flat.shape[0], flat.shape[0] // 5, replace=False)
     flat[bad, :2] *= 1.5  # 20 % outliers
-    assert estimate_focal(noisy) == pytest.approx(57.3, rel=0.02)
+    assert estimate_focal(noisy, centre) == pytest.approx(57.3, rel=0.02)
     mask = np.zeros(pts.shape[:2], dtype=bool)
-    assert np.isnan(estimate_focal(pts, mask=mask))
+    assert np.isnan(estimate_focal(pts, centre, mask=mask))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mast3r_ros.core.mapping.canonical import PairData
+from mast3r_ros.core.mapping.pairdata import PairData, PairView
 
 FIXTURE_PAIRS = [(1, 0), (2, 0), (2, 1), (0, 1), (0, 2), (1, 2)]
 
@@ -19,12 +19,11 @@ def fixture_pairs(npz: np.lib.npyio.NpzFile) -> list[PairData]:
             continue
         seen.add(frozenset((a, b)))
         f, g, c = f"cache__fwd_{a}{b}__", f"cache__fwd_{b}{a}__", f"cache__corres_{a}{b}__"
-        out.append(PairData(
-            i=a, j=b, X_i_in_i=npz[f + "X_a_in_a"], C_i=npz[f + "C_a"],
-            X_j_in_i=npz[f + "X_b_in_a"],
-            C_j_in_i=npz[f + "C_b_in_a"], X_j_in_j=npz[g + "X_a_in_a"], C_j=npz[g + "C_a"],
-            X_i_in_j=npz[g + "X_b_in_a"], C_i_in_j=npz[g + "C_b_in_a"], xy_i=npz[c + "xy_a"],
-            xy_j=npz[c + "xy_b"], conf=npz[c + "conf"], score=npz[c + "score"]))
+        view_i = PairView(npz[f + "X_a_in_a"], npz[f + "C_a"], npz[f + "X_b_in_a"],
+                          npz[f + "C_b_in_a"], npz[c + "xy_a"])
+        view_j = PairView(npz[g + "X_a_in_a"], npz[g + "C_a"], npz[g + "X_b_in_a"],
+                          npz[g + "C_b_in_a"], npz[c + "xy_b"])
+        out.append(PairData(a, b, view_i, view_j, npz[c + "conf"], npz[c + "score"]))
     return out
 
 

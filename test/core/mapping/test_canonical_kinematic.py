@@ -7,8 +7,12 @@ import pytest
 import torch
 
 from mast3r_ros.core.errors import InputError
-from mast3r_ros.core.mapping.canonical import (anchor_depth_offsets, canonical_view,
-                                               estimate_focal_weiszfeld)
+from mast3r_ros.core.mapping.canonical import (
+    CanonicalView,
+    anchor_depth_offsets,
+    canonical_focal,
+    canonical_view,
+)
 from mast3r_ros.core.mapping.kinematic import KinematicTree, max_spanning_tree, spanning_tree
 from mast3r_ros.core.mapping.trajectory import absolute_trajectory_error, umeyama
 
@@ -35,13 +39,19 @@ def test_canonical_view_of_scaled_copies_is_consistent():
     torch.testing.assert_close(c, torch.full((16, 24), 1.001), rtol=1e-5, atol=1e-5)
 
 
-def test_weiszfeld_focal_and_clipping():
-    X = _pointmap(f=20.0)
-    f = estimate_focal_weiszfeld(X, torch.tensor([12.0, 8.0]))
-    assert float(f) == pytest.approx(20.0, rel=1e-4)
+def _view(X):
+    return CanonicalView(X, torch.ones(X.shape[:2]), torch.ones(X.shape[:2]))
+
+
+def test_canonical_focal_official_pp_and_clipping():
+    X = _pointmap(f=20.0)  # made with the principal point (W/2, H/2) = (12, 8)
+    assert _view(X).pp == (12.0, 8.0)
+    assert canonical_focal(_view(X)) == pytest.approx(20.0, rel=1e-4)
     far = _pointmap(f=500.0)  # beyond 3.5 x 24 / (2 tan 30 deg)
-    f = estimate_focal_weiszfeld(far, torch.tensor([12.0, 8.0]))
-    assert float(f) == pytest.approx(3.5 * 24 / (2 * np.tan(np.radians(30))), rel=1e-5)
+    base = 24 / (2 * np.tan(np.radians(30)))
+    assert canonical_focal(_view(far)) == pytest.approx(3.5 * base, rel=1e-5)
+    nowhere = torch.full((16, 24, 3), float("nan"))
+    assert canonical_focal(_view(nowhere)) == pytest.approx(0.5 * base)
 
 
 def test_anchor_offsets():

@@ -1,26 +1,29 @@
-"""Pairwise stage, cache, build_map and the build-map CLI with the tiny official-format checkpoint,
-against the official sparse_ga fixture (same images, same model)."""
+"""plan -> compute -> gather -> align with the tiny official-format checkpoint, against the
+official sparse_ga fixture (same images, same model); the pair cache (key, integrity,
+put-if-absent); the streamed gather; the lazily materialised map."""
 
 from __future__ import annotations
+
+import dataclasses
+import logging
 
 import numpy as np
 import pytest
 import torch
-
-from mast3r_ros.core.config import MappingConfig
-from mast3r_ros.core.mapping.pairwise import PairCache, compute_pairs, image_key
-from mast3r_ros.core.mapping.scene_graph import make_pairs
-
 from _mapping_fixture import load_fixture
 
+from mast3r_ros.core.config import MappingConfig, ModelConfig
+from mast3r_ros.core.mapping.build import build_map, compute_pairs
+from mast3r_ros.core.mapping.cache import PairCache
+from mast3r_ros.core.mapping.gather import MissingPairError, gather_problem
+from mast3r_ros.core.mapping.problem import build_problem
 
-class _NoNetwork:
-    """An engine that fails if the network is used (everything must come from the cache)."""
+GRAPH = dict(scene_graph="complete", subsample=8)
 
-    def encode(self, *a, **k):
-        raise AssertionError("network used despite a warm cache")
 
-    decode = global_descriptor = encode
+def _uint8_images(fx):
+    return [np.round((fx[f"img_{k}"][0].transpose(1, 2, 0) * 0.5 + 0.5) * 255).astype(np.uint8)
+            for k in range(3)]
 
 
 @pytest.fixture(scope="module")
@@ -29,74 +32,187 @@ def fx(golden_dir):
 
 
 @pytest.fixture(scope="module")
+def engine(tiny_checkpoint):
+    from mast3r_ros.core.model.factory import make_engine
+
+    return make_engine(ModelConfig(checkpoint=str(tiny_checkpoint), device="cpu", image_size=64))
+
+
+@pytest.fixture(scope="module")
 def cache_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("pair_cache")
 
 
 @pytest.fixture(scope="module")
-def computed(fx, tiny_checkpoint, cache_dir):
-    from mast3r_ros.core.model import InferenceEngine, load_model
-
-    from mast3r_ros.core.model.factory import checkpoint_id
-
-    engine = InferenceEngine(load_model(tiny_checkpoint, "cpu"), "cpu")
-    imgs = [torch.from_numpy(fx[f"img_{k}"]) for k in range(3)]
-    # the model id the CLI's backend uses, so that the CLI test hits this cache
-    cache = PairCache(cache_dir, checkpoint_id(tiny_checkpoint), 8)
-    return imgs, compute_pairs(engine, imgs, make_pairs(3, "complete"), 8, cache)
+def computed(fx, engine, cache_dir):
+    cfg = MappingConfig(cache_dir=str(cache_dir), **GRAPH)
+    return compute_pairs(_uint8_images(fx), engine, cfg)
 
 
-def _uint8_images(fx):
-    return [np.round((fx[f"img_{k}"][0].transpose(1, 2, 0) * 0.5 + 0.5) * 255).astype(np.uint8)
-            for k in range(3)]
-
-
-def test_pairwise_matches_official_cache(computed, fx):
-    _, pairs = computed
-    assert [(p.i, p.j) for p in pairs] == [(1, 0), (2, 0), (2, 1)]
-    for p in pairs:
-        f, g, c = (f"cache__fwd_{p.i}{p.j}__", f"cache__fwd_{p.j}{p.i}__",
-                   f"cache__corres_{p.i}{p.j}__")
-        for ours, key in ((p.X_i_in_i, f + "X_a_in_a"), (p.X_j_in_i, f + "X_b_in_a"),
-                          (p.C_i, f + "C_a"), (p.C_j_in_i, f + "C_b_in_a"),
-                          (p.X_j_in_j, g + "X_a_in_a"), (p.X_i_in_j, g + "X_b_in_a")):
+def test_pairwise_matches_official_cache(computed, fx, engine):
+    plan, stats = computed
+    assert plan.pairs == [(1, 0), (2, 0), (2, 1)]
+    assert (stats.computed, stats.cached) == (3, 0)
+    s = plan.cache.settings
+    assert (s.model_id, s.precision, s.image_size) == (engine.model_id, "fp32", 64)
+    for i, j in plan.pairs:
+        p = plan.cache.load(i, j, plan.keys[i], plan.keys[j])
+        f, g, c = f"cache__fwd_{i}{j}__", f"cache__fwd_{j}{i}__", f"cache__corres_{i}{j}__"
+        vi, vj = p.view_i, p.view_j
+        for ours, key in ((vi.pts_self, f + "X_a_in_a"), (vi.pts_other, f + "X_b_in_a"),
+                          (vi.conf_self, f + "C_a"), (vi.conf_other, f + "C_b_in_a"),
+                          (vj.pts_self, g + "X_a_in_a"), (vj.pts_other, g + "X_b_in_a")):
             np.testing.assert_allclose(ours, fx[key], atol=1e-3, rtol=1e-4)
-        np.testing.assert_array_equal(p.xy_i, fx[c + "xy_a"])
-        np.testing.assert_array_equal(p.xy_j, fx[c + "xy_b"])
+        np.testing.assert_array_equal(p.view_i.xy, fx[c + "xy_a"])
+        np.testing.assert_array_equal(p.view_j.xy, fx[c + "xy_b"])
         np.testing.assert_allclose(p.conf, fx[c + "conf"], rtol=1e-4)
         np.testing.assert_allclose(p.score, fx[c + "score"], rtol=1e-5)
 
 
-def test_cache_hit_skips_network_and_swaps(computed, cache_dir, tiny_checkpoint):
-    imgs, pairs = computed
-    from mast3r_ros.core.model.factory import checkpoint_id
+def test_cache_hits_swaps_and_keys(computed, fx, engine, cache_dir):
+    plan, _ = computed
+    again, stats = compute_pairs(_uint8_images(fx), engine,
+                                 MappingConfig(cache_dir=str(cache_dir), **GRAPH))
+    assert (stats.computed, stats.cached) == (0, 3)
+    k = plan.keys
+    a = plan.cache.load(1, 0, k[1], k[0])
+    b = plan.cache.load(0, 1, k[0], k[1])  # the other orientation of the same file
+    np.testing.assert_array_equal(b.view_i.xy, a.view_j.xy)
+    np.testing.assert_array_equal(b.view_i.pts_self, a.view_j.pts_self)
+    half = plan.cache.load_half(k[0], k[1])
+    np.testing.assert_array_equal(half.view.xy, a.view_j.xy)
+    # every setting of the key is part of the file name
+    for change in (dict(precision="fp16"), dict(subsample=4), dict(image_size=128),
+                   dict(frm_max_iter=5), dict(preprocessing="other"), dict(model_id="other")):
+        other = PairCache(cache_dir, dataclasses.replace(plan.cache.settings, **change))
+        assert not other.contains(k[1], k[0]), change
+    assert plan.cache.contains(k[1], k[0])
 
-    cache = PairCache(cache_dir, checkpoint_id(tiny_checkpoint), 8)
-    again = compute_pairs(_NoNetwork(), imgs, [(1, 0), (2, 0), (2, 1)], 8, cache)
-    np.testing.assert_array_equal(again[0].xy_i, pairs[0].xy_i)
-    swapped = compute_pairs(_NoNetwork(), imgs, [(0, 1)], 8, cache)[0]  # stored as (1, 0)
-    np.testing.assert_array_equal(swapped.xy_i, pairs[0].xy_j)
-    np.testing.assert_array_equal(swapped.X_i_in_i, pairs[0].X_j_in_j)
-    # another model id or subsample is another key
-    other = PairCache(cache_dir, "other-model", 8)
-    assert other.load(1, 0, image_key(imgs[1]), image_key(imgs[0])) is None
+
+def test_put_if_absent_never_clobbers(computed, tmp_path):
+    plan, _ = computed
+    k = plan.keys
+    pd = plan.cache.load(1, 0, k[1], k[0])
+    fresh = PairCache(tmp_path, plan.cache.settings)
+    assert fresh.put(pd, k[1], k[0]) is True
+    before = fresh.path(k[1], k[0]).read_bytes()
+    assert fresh.put(pd.swapped(), k[0], k[1]) is False  # same unordered pair: already there
+    assert fresh.path(k[1], k[0]).read_bytes() == before
+    assert not [p for p in fresh.path(k[1], k[0]).parent.iterdir() if p.name.startswith(".tmp")]
 
 
-def test_build_map_reproduces_official_and_round_trips(computed, fx, cache_dir, tmp_path,
-                                                       tiny_checkpoint):
-    from mast3r_ros.core.model.factory import checkpoint_id
-    from mast3r_ros.core.map import load_map, save_map
-    from mast3r_ros.core.mapping.build import build_map
+def _damaged_cache(plan, root, damage):
+    """A cache with pairs (1, 0) and (2, 0) of ``plan``, the first one damaged."""
+    k = plan.keys
+    cache = PairCache(root, plan.cache.settings)
+    cache.put(plan.cache.load(1, 0, k[1], k[0]), k[1], k[0])
+    cache.put(plan.cache.load(2, 0, k[2], k[0]), k[2], k[0])
+    f = cache.path(k[1], k[0])
+    raw = f.read_bytes()
+    if damage == "truncate":
+        f.write_bytes(raw[: len(raw) // 2])
+    elif damage == "flip":
+        buf = bytearray(raw)
+        buf[len(buf) // 3] ^= 0xFF  # inside an array member: its CRC-32 no longer matches
+        f.write_bytes(bytes(buf))
+    else:  # a valid record of another pair under this pair's name
+        f.write_bytes(cache.path(k[2], k[0]).read_bytes())
+    return cache, f
 
-    cfg = MappingConfig(scene_graph="complete", niter1=30, niter2=30, matching_conf_thr=0.0,
-                        cache_dir=str(cache_dir), device="cpu")
-    res = build_map(_uint8_images(fx), _NoNetwork(), cfg, model_id=checkpoint_id(tiny_checkpoint),
-                    image_size=64)
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "foreign"])
+def test_corrupt_cache_file_is_detected(computed, tmp_path, caplog, damage):
+    plan, _ = computed
+    cache, f = _damaged_cache(plan, tmp_path, damage)
+    with caplog.at_level(logging.WARNING):
+        assert cache.load_half(plan.keys[1], plan.keys[0]) is None
+    assert "corrupt" in caplog.text and not f.exists()
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "foreign"])
+def test_build_recomputes_a_corrupt_pair(computed, fx, engine, tmp_path, caplog, damage):
+    plan, _ = computed
+    _, f = _damaged_cache(plan, tmp_path, damage)
+    cfg = MappingConfig(cache_dir=str(tmp_path), niter1=2, niter2=2, device="cpu", **GRAPH)
+    with caplog.at_level(logging.WARNING):
+        res = build_map(_uint8_images(fx), engine, cfg)
+    assert "corrupt" in caplog.text
+    assert res.compute.computed == 2  # the damaged one and (2, 1), never seen before
+    k = plan.keys
+    again = PairCache(tmp_path, plan.cache.settings).load(1, 0, k[1], k[0])
+    np.testing.assert_array_equal(again.view_i.xy, plan.cache.load(1, 0, k[1], k[0]).view_i.xy)
+
+
+def test_gather_streams_the_cache_exactly(computed):
+    plan, _ = computed
+    cfg = MappingConfig(**GRAPH, matching_conf_thr=0.0)
+    streamed = gather_problem(plan, cfg)
+    pairs = [plan.cache.load(i, j, plan.keys[i], plan.keys[j]) for i, j in plan.pairs]
+    direct = build_problem(3, pairs, fallback_conf_thr=0.0)
+    for name in ("base_focals", "core_depth", "pt_xy", "pt_anchor", "pt_offset", "m_pt_i",
+                 "m_pt_j", "m_conf", "num_matches"):
+        assert torch.equal(getattr(streamed, name), getattr(direct, name)), name
+    assert streamed.fb_pairs == [] and direct.fb_pairs == []  # thr 0: every pair uses matches
+    everything = gather_problem(plan, dataclasses.replace(cfg, matching_conf_thr=1e9))
+    assert len(everything.fb_pairs) == 6
+
+
+def test_missing_pair_is_a_clear_error(computed, tmp_path):
+    plan, _ = computed
+    empty = dataclasses.replace(plan, cache=PairCache(tmp_path, plan.cache.settings))
+    with pytest.raises(MissingPairError, match="not in the cache"):
+        gather_problem(empty, MappingConfig(**GRAPH))
+
+
+def test_build_map_reproduces_official(computed, fx, engine, cache_dir):
+    cfg = MappingConfig(niter1=30, niter2=30, matching_conf_thr=0.0, cache_dir=str(cache_dir),
+                        device="cpu", **GRAPH)
+    res = build_map(_uint8_images(fx), engine, cfg)
+    assert (res.compute.computed, res.compute.cached) == (0, 3)
     np.testing.assert_allclose(res.alignment.focals, fx["coarse30_fine30__focals"], rtol=5e-3)
     gt = fx["coarse30_fine30__cam2w"].astype(np.float64)
     T = res.alignment.T_world_cam
-    # (network outputs differ from the official ones by ~5e-5; 60 Adam steps amplify that)
-    np.testing.assert_allclose(np.linalg.inv(T[0]) @ T, np.linalg.inv(gt[0]) @ gt, atol=3e-2)
+    rel, rel_gt = np.linalg.inv(T[0]) @ T, np.linalg.inv(gt[0]) @ gt
+    # our network outputs differ from the official ones by ~5e-5 (test above), far more than the
+    # one-ulp perturbation that already moves these poses by 5e-3 (test_sparse_ga_fixture);
+    # measured here: rotations 2.2e-3, translations 1.2e-2 (scene extent 5.4)
+    np.testing.assert_allclose(rel[:, :3, :3], rel_gt[:, :3, :3], atol=5e-3)
+    np.testing.assert_allclose(rel[:, :3, 3], rel_gt[:, :3, 3], atol=3e-2)
+    kfs = list(res.kmap.keyframes())
+    assert [kf.id for kf in kfs] == [0, 1, 2] and len(res.kmap) == 3
+    for kf in kfs:
+        assert kf.rgb.shape == (48, 64, 3) and kf.depth.shape == (48, 64)
+        assert (kf.depth > 0).mean() > 0.9
+    np.testing.assert_allclose(res.kmap.poses(), T)
+    # dense depth equals the depth of the sparse points at the matched pixels (camera frame z)
+    kf = kfs[1]
+    X = res.alignment.pts3d[1]
+    z = ((X - kf.T_map_cam[:3, 3]) @ kf.T_map_cam[:3, :3])[:, 2]
+    xy = np.concatenate([fx["cache__corres_10__xy_a"], fx["cache__corres_21__xy_b"]])
+    np.testing.assert_allclose(kf.depth[xy[:, 1], xy[:, 0]], z, rtol=1e-4)
+
+
+def test_build_map_with_known_intrinsics_and_poses(computed, fx, engine, cache_dir):
+    cfg = MappingConfig(niter1=10, niter2=10, matching_conf_thr=0.0, cache_dir=str(cache_dir),
+                        device="cpu", **GRAPH)
+    K = np.array([[30.0, 0, 31.5], [0, 30.0, 23.5], [0, 0, 1]])  # 64x48 originals: no rescale
+    poses = [np.eye(4), None, np.eye(4)]
+    poses[2][:3, 3] = [1.0, 0.0, 0.0]
+    res = build_map(_uint8_images(fx), engine, cfg, K=K, poses=poses, intrinsics_mode="fixed",
+                    poses_mode="prior")
+    np.testing.assert_allclose(res.alignment.K, np.stack([K] * 3), atol=1e-4)
+    T = res.alignment.T_world_cam
+    np.testing.assert_allclose(T[0], np.eye(4), atol=1e-5)  # first known camera is the anchor
+    assert np.linalg.norm(T[2, :3, 3] - T[0, :3, 3]) == pytest.approx(1.0, rel=1e-5)  # its scale
+    assert [r.stamp for r in res.kmap.records()] == [0.0, 1.0, 2.0]
+
+
+def test_build_map_round_trips_through_the_store(computed, fx, engine, cache_dir, tmp_path):
+    from mast3r_ros.core.map import load_map, save_map
+
+    cfg = MappingConfig(niter1=10, niter2=10, matching_conf_thr=0.0, cache_dir=str(cache_dir),
+                        device="cpu", **GRAPH)
+    res = build_map(_uint8_images(fx), engine, cfg)
     save_map(res.kmap, tmp_path / "map")
     back = load_map(tmp_path / "map")
     assert len(back) == 3
@@ -104,87 +220,19 @@ def test_build_map_reproduces_official_and_round_trips(computed, fx, cache_dir, 
     for a, b in zip(back.keyframes(), res.kmap.keyframes()):
         np.testing.assert_allclose(a.K, b.K)
         np.testing.assert_allclose(a.depth, b.depth)
-        assert a.depth.shape == (48, 64) and (a.depth > 0).mean() > 0.9
-    # dense depth equals the depth of the sparse points at the matched pixels (camera frame z)
-    kf = list(res.kmap.keyframes())[1]
-    X = res.alignment.pts3d[1]
-    z = ((X - kf.T_map_cam[:3, 3]) @ kf.T_map_cam[:3, :3])[:, 2]
-    xy = np.concatenate([fx["cache__corres_10__xy_a"], fx["cache__corres_21__xy_b"]])
-    np.testing.assert_allclose(kf.depth[xy[:, 1], xy[:, 0]], z, rtol=1e-4)
 
 
-def test_build_map_cli(computed, fx, cache_dir, tmp_path, tiny_checkpoint, capsys):
-    import cv2
-
-    from mast3r_ros.cli import main
-    from mast3r_ros.core.map import load_map
-
-    folder = tmp_path / "imgs"
-    folder.mkdir()
-    for k, im in enumerate(_uint8_images(fx)):
-        cv2.imwrite(str(folder / f"{k:03d}.png"), im[..., ::-1])
-    out = tmp_path / "map"
-    rc = main(["build-map", str(folder), str(out), "--checkpoint", str(tiny_checkpoint),
-               "--image-size", "64", "--scene-graph", "complete", "--niter1", "10", "--niter2",
-               "10", "--cache-dir", str(cache_dir), "--device", "cpu"])
-    assert rc == 0
-    assert '"keyframes": 3' in capsys.readouterr().out
-    m = load_map(out)
-    assert len(m) == 3 and not m.missing_encodings() and m.encoder.backend == "mast3r"
-    assert main(["build-map", str(tmp_path / "missing"), str(out), "--checkpoint",
-                 str(tiny_checkpoint)]) == 2
-
-
-def _write_bag(path, images, encoding):
-    from rosbags.rosbag2 import Writer
-    from rosbags.typesys import Stores, get_typestore
-
-    ts = get_typestore(Stores.ROS2_KILTED)
-    Image, Header, Time = (ts.types[k] for k in ("sensor_msgs/msg/Image", "std_msgs/msg/Header",
-                                                  "builtin_interfaces/msg/Time"))
-    with Writer(path, version=8) as w:
-        c = w.add_connection("/cam/image_raw", "sensor_msgs/msg/Image", typestore=ts)
-        for k, im in enumerate(images):
-            h, wd = im.shape[:2]
-            data = im[..., ::-1] if encoding == "bgr8" else im
-            pad = np.zeros((h, 4), np.uint8)  # row padding: step > width * 3
-            rows = np.concatenate((np.ascontiguousarray(data).reshape(h, -1), pad), 1)
-            msg = Image(header=Header(stamp=Time(sec=k, nanosec=5), frame_id="cam"), height=h,
-                        width=wd, encoding=encoding, is_bigendian=0, step=wd * 3 + 4,
-                        data=rows.reshape(-1))
-            w.write(c, k * 10 ** 9, ts.serialize_cdr(msg, "sensor_msgs/msg/Image"))
-
-
-def test_rosbag_reader(fx, tmp_path):
-    from mast3r_ros.cli.build_map import _read_bag
+def test_retrieval_scene_graph_uses_the_engine_descriptors(fx, engine, cache_dir):
+    from mast3r_ros.core.mapping.pairwise import LocalPairCompute
+    from mast3r_ros.core.mapping.plan import plan_build
+    from mast3r_ros.core.mapping.scene_graph import make_pairs
 
     ims = _uint8_images(fx)
-    for enc in ("rgb8", "bgr8"):
-        bag = tmp_path / f"bag_{enc}"
-        _write_bag(bag, ims, enc)
-        got, stamps = _read_bag(bag, "")
-        assert len(got) == 3 and stamps[1] == pytest.approx(1 + 5e-9)
-        for a, b in zip(got, ims):
-            np.testing.assert_array_equal(a, b)
-    from mast3r_ros.core.errors import InputError
-
-    with pytest.raises(InputError, match="no image topic"):
-        _read_bag(tmp_path / "bag_rgb8", "/other")
-
-
-def test_build_map_with_known_intrinsics_and_poses(computed, fx, cache_dir, tiny_checkpoint):
-    from mast3r_ros.core.model.factory import checkpoint_id
-    from mast3r_ros.core.mapping.build import build_map
-
-    cfg = MappingConfig(scene_graph="complete", niter1=10, niter2=10, matching_conf_thr=0.0,
-                        cache_dir=str(cache_dir), device="cpu")
-    K = np.array([[30.0, 0, 31.5], [0, 30.0, 23.5], [0, 0, 1]])  # 64x48 originals: no rescale
-    poses = [np.eye(4), None, np.eye(4)]
-    poses[2][:3, 3] = [1.0, 0.0, 0.0]
-    res = build_map(_uint8_images(fx), _NoNetwork(), cfg, model_id=checkpoint_id(tiny_checkpoint),
-                    image_size=64, K=K, poses=poses, intrinsics_mode="fixed", poses_mode="prior")
-    np.testing.assert_allclose(res.alignment.K, np.stack([K] * 3), atol=1e-4)
-    T = res.alignment.T_world_cam
-    np.testing.assert_allclose(T[0], np.eye(4), atol=1e-5)  # first known camera is the anchor
-    assert np.linalg.norm(T[2, :3, 3] - T[0, :3, 3]) == pytest.approx(1.0, rel=1e-5)  # its scale
-    assert [kf.stamp for kf in res.kmap.keyframes()] == [0.0, 1.0, 2.0]
+    compute = LocalPairCompute(engine)
+    plan = plan_build(ims, compute, MappingConfig(scene_graph="retrieval-0-2",
+                                                  cache_dir=str(cache_dir)))
+    desc = compute.descriptors(plan)
+    assert desc.shape[0] == 3 and desc.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(desc, axis=1), 1.0, rtol=1e-5)
+    expect = make_pairs(3, "retrieval-0-2", sim=desc @ desc.T)
+    assert set(map(frozenset, plan.pairs)) == set(map(frozenset, expect))

@@ -6,8 +6,11 @@ import numpy as np
 import pytest
 
 from mast3r_ros.core.errors import ConfigError, InputError
-from mast3r_ros.core.mapping.scene_graph import (farthest_point_sampling, make_pairs,
-                                                 parse_scene_graph)
+from mast3r_ros.core.mapping.scene_graph import (
+    farthest_point_sampling,
+    make_pairs,
+    parse_scene_graph,
+)
 
 
 def _und(pairs):

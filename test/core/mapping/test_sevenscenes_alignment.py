@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from mast3r_ros.core.config import MappingConfig
-from mast3r_ros.core.mapping.canonical import build_problem
 from mast3r_ros.core.mapping.kinematic import spanning_tree
+from mast3r_ros.core.mapping.problem import build_problem
 from mast3r_ros.core.mapping.scene_graph import make_pairs
 from mast3r_ros.core.mapping.sparse_ga import KnownCameras, sparse_scene_optimize
 from mast3r_ros.core.mapping.synthetic import pointmap_pair

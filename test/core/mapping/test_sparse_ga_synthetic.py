@@ -11,11 +11,16 @@ import pytest
 
 from mast3r_ros.core.config import MappingConfig
 from mast3r_ros.core.errors import ConfigError, InputError
-from mast3r_ros.core.mapping.canonical import build_problem
 from mast3r_ros.core.mapping.kinematic import KinematicTree, spanning_tree
+from mast3r_ros.core.mapping.problem import build_problem
 from mast3r_ros.core.mapping.scene_graph import make_pairs
-from mast3r_ros.core.mapping.sparse_ga import (KnownCameras, SparseSceneOptimizer, gamma_loss,
-                                               quat_to_rotmat, sparse_scene_optimize)
+from mast3r_ros.core.mapping.sparse_ga import (
+    KnownCameras,
+    SparseSceneOptimizer,
+    gamma_loss,
+    quat_to_rotmat,
+    sparse_scene_optimize,
+)
 from mast3r_ros.core.mapping.synthetic import make_scene
 from mast3r_ros.core.mapping.trajectory import absolute_trajectory_error, rotation_errors_deg
 

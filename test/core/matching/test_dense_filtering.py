@@ -7,8 +7,19 @@ import pytest
 import torch
 
 from mast3r_ros.core.errors import MatchingError
-from mast3r_ros.core.matching import (confidence_mask, dense_reciprocal_nn, fast_reciprocal_nn,
-                                      filter_by_confidence, match_scores)
+from mast3r_ros.core.matching import (
+    confidence_mask,
+    dense_reciprocal_nn,
+    fast_reciprocal_nn,
+    filter_by_confidence,
+    gather_confidence,
+    is_confident,
+    match_scores,
+    nearest_neighbors,
+    sparse_ga_confidence,
+    visloc_confidence,
+)
+from mast3r_ros.core.matching.nn import ReducedPrecisionWarning
 from mast3r_ros.core.matching.reference import smooth_descriptor_maps
 
 
@@ -56,8 +67,41 @@ def test_filter_bad_input() -> None:
     with pytest.raises(MatchingError, match="integer"):
         filter_by_confidence(torch.tensor([[0.5, 0.0]]), torch.tensor([[0, 0]]), conf, conf, 1.0)
     with pytest.raises(MatchingError, match="length"):
-        filter_by_confidence(torch.zeros(2, 2, dtype=torch.long), torch.zeros(1, 2, dtype=torch.long),
-                             conf, conf, 1.0)
-    k1, k2 = filter_by_confidence(torch.zeros(0, 2, dtype=torch.long), torch.zeros(0, 2, dtype=torch.long),
-                                  conf, conf, 1.0)
+        filter_by_confidence(torch.zeros(2, 2, dtype=torch.long),
+                             torch.zeros(1, 2, dtype=torch.long), conf, conf, 1.0)
+    none = torch.zeros(0, 2, dtype=torch.long)
+    k1, k2 = filter_by_confidence(none, none, conf, conf, 1.0)
     assert k1.shape == (0, 2)
+
+
+def test_the_two_official_scores_and_the_keep_rule() -> None:
+    c1 = torch.tensor([1.0, 3.0, 1.5, 2.0, float("nan")])
+    c2 = torch.tensor([9.0, 4.0, 0.5, 1.5, 9.0])
+    assert visloc_confidence(c1, c2)[:4].tolist() == [1.0, 3.0, 0.5, 1.5]
+    np.testing.assert_allclose(sparse_ga_confidence(c1, c2)[:4].numpy(),
+                               np.sqrt([9.0, 12.0, 0.75, 3.0]), rtol=1e-6)
+    keep = is_confident(visloc_confidence(c1, c2), 1.5)
+    assert keep.tolist() == [False, True, False, True, False]  # NaN never passes
+    as_np = is_confident(np.array([1.4, 1.5]), 1.5)
+    assert isinstance(as_np, np.ndarray) and as_np.tolist() == [False, True]
+    conf = torch.arange(12.0).reshape(3, 4)
+    assert gather_confidence(torch.tensor([[3, 0], [0, 2]]), conf).tolist() == [3.0, 8.0]
+    with pytest.raises(MatchingError, match="outside"):
+        gather_confidence(torch.tensor([[4, 0]]), conf)
+
+
+def test_reduced_matmul_precision_warns_without_module_state() -> None:
+    q, t = torch.randn(5, 8), torch.randn(7, 8)
+    before = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("high")
+        for _ in range(2):  # no warn-once flag: every call reports it to the warnings machinery
+            with pytest.warns(ReducedPrecisionWarning):
+                nearest_neighbors(q, t)
+    finally:
+        torch.set_float32_matmul_precision(before)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        nearest_neighbors(q, t)  # highest precision: silent
