@@ -62,7 +62,6 @@ MAPPING_ALIASES = {
     "--matching-conf-thr": ("mapping.matching_conf_thr",),
     "--kinematic-mode": ("mapping.kinematic_mode",),
     "--shared-intrinsics": ("mapping.shared_intrinsics",), "--cache-dir": ("mapping.cache_dir",),
-    "--ray-workers": ("ray.num_workers",),
 }
 _T = TypeVar("_T")
 
@@ -94,7 +93,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                               if o.name in ("model.device", "mapping.device")])
     add_config_options(p, RayConfig, prefix="ray.", title="Ray (with --ray)",
                        aliases={"--ray-workers": ("ray.num_workers",)})
-    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+    p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
                    help="run the pairwise stage on Ray: a cluster address (host:port, "
                         "ray://host:port); without ADDRESS, --ray.address, then $RAY_ADDRESS, then "
                         "a Ray instance on this machine")
