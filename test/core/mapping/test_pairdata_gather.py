@@ -127,5 +127,5 @@ def test_image_sources(tmp_path):
     assert as_image_source(files) is files
     with pytest.raises(InputError):
         as_image_source("not images")  # type: ignore[arg-type]
-    with pytest.raises(InputError, match="cannot read"):
+    with pytest.raises(InputError, match="does not exist"):
         ImageFiles([tmp_path / "missing.png"]).load(0)
