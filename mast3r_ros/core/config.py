@@ -34,6 +34,9 @@ __all__ = [
     "LocalizerNodeConfig",
     "KeyframeSelectionConfig",
     "MapperNodeConfig",
+    "KeyframeRuleConfig",
+    "LostConfig",
+    "TrackingConfig",
     "config_fields",
     "make_config",
 ]
@@ -376,3 +379,63 @@ class MapperNodeConfig:
         validate_fields(self)
         if len(self.base_T_camera) != 7:
             raise ConfigError("MapperNodeConfig.base_T_camera needs 7 numbers: x y z qx qy qz qw")
+
+
+@dataclass(frozen=True)
+class KeyframeRuleConfig:
+    """When the tracker makes a new keyframe (any test that trips is enough)."""
+
+    min_match_fraction: float = opt(1 / 3, "new keyframe when the inliers against the current "
+                                           "keyframe fall below this fraction of its reference "
+                                           "count (the inliers of the first frame tracked "
+                                           "against it); MASt3R-SLAM's 1/3", range=(0.0, 1.0))
+    max_translation: float = opt(0.5, "new keyframe after this camera translation from the "
+                                      "current keyframe (m; 0 = off)", range=(0.0, None))
+    max_rotation_deg: float = opt(30.0, "new keyframe after this camera rotation from the "
+                                        "current keyframe (deg; 0 = off)", range=(0.0, 180.0))
+    max_interval: float = opt(10.0, "new keyframe when the current one is older than this (s of "
+                                    "image stamps; 0 = off)", range=(0.0, None))
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
+
+
+@dataclass(frozen=True)
+class LostConfig:
+    """When tracking is lost, and relocalization against the tracker's own keyframes."""
+
+    min_match_fraction: float = opt(0.05, "LOST below this fraction of the keyframe's reference "
+                                          "count (MASt3R-SLAM's 0.05)", range=(0.0, 1.0))
+    min_inliers: int = opt(30, "LOST below this many PnP inliers (tracking and relocalization)",
+                           range=(6, None))
+    relocalization_top_k: int = opt(3, "keyframes of the window retrieved and matched to "
+                                       "relocalize", range=(1, 64))
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """The SLAM front end: frame-to-keyframe tracking (``core/tracking``).
+
+    The matcher, PnP and retrieval settings are the pipeline's (:class:`LocalizerConfig`).
+    """
+
+    max_keyframes: int = opt(50, "keyframes kept in the tracking window; older ones were handed "
+                                 "on in the keyframe stream and are dropped", range=(2, 100_000))
+    max_speed: float = opt(2.0, "motion gate: a frame whose pose implies a faster camera (m/s, "
+                                "image stamps) is a jump, relocalized instead of tracked",
+                           range=(0.0, None))
+    max_angular_speed_deg: float = opt(360.0, "motion gate on rotation (deg/s)",
+                                       range=(0.0, None))
+    position_noise: float = opt(0.0, "std (m) of the per-frame error that pixel residuals cannot "
+                                     "show (depth registration, unsynchronised capture), added "
+                                     "to every frame-to-keyframe covariance", range=(0.0, None))
+    rotation_noise_deg: float = opt(0.0, "std (deg) of that per-frame error in rotation",
+                                    range=(0.0, None))
+    keyframe: KeyframeRuleConfig = field(default_factory=KeyframeRuleConfig)
+    lost: LostConfig = field(default_factory=LostConfig)
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
