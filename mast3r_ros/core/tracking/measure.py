@@ -2,7 +2,7 @@
 
 It reuses the localizer's stages (the backend's ``match``, :func:`gather_correspondences`,
 :func:`solve_pnp`); what it adds is the pose relative to the keyframe and its right covariance
-(:mod:`mast3r_ros.core.tracking.uncertainty`), with the per-frame noise floor of the config.
+under the tracker's :class:`~mast3r_ros.core.tracking.uncertainty.NoiseModel`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from mast3r_ros.core.config import MatchingConfig, PoseConfig
 from mast3r_ros.core.geometry.se3 import invert_pose
 from mast3r_ros.core.map.keyframe import Keyframe
 from mast3r_ros.core.pose import gather_correspondences, solve_pnp
-from mast3r_ros.core.tracking.uncertainty import world_to_right
+from mast3r_ros.core.tracking.uncertainty import NoiseModel, world_to_right
 from mast3r_ros.core.types import Encoding, KeyframeEncoding, QueryGeometry, StageTimer
 
 __all__ = ["Measurement", "measure", "depth_image"]
@@ -33,7 +33,10 @@ class Measurement:
         keyframe_id: the reference keyframe.
         T_kf_cam: (4, 4) camera-to-keyframe pose, or None.
         T_track_cam: (4, 4) the same pose in the track frame (``keyframe.T_map_cam @ T_kf_cam``).
-        covariance: (6, 6) right covariance of ``T_kf_cam`` including the noise floor, or None.
+        covariance: (6, 6) right covariance of ``T_kf_cam`` (scaled PnP covariance + the
+            noise floor of the motion from the keyframe), or None.
+        pnp_covariance: (6, 6) its scaled PnP part alone (what two measurements from one
+            keyframe do not share), or None.
         num_matches: 2D-3D correspondences.
         num_inliers: PnP inliers.
         geometry: the frame's predicted geometry (MASt3R, when requested), else None.
@@ -46,6 +49,7 @@ class Measurement:
     T_kf_cam: Optional[np.ndarray] = None
     T_track_cam: Optional[np.ndarray] = None
     covariance: Optional[np.ndarray] = None
+    pnp_covariance: Optional[np.ndarray] = None
     num_matches: int = 0
     num_inliers: int = 0
     geometry: Optional[QueryGeometry] = None
@@ -54,7 +58,7 @@ class Measurement:
 
 def measure(backend: MatcherBackend, keyframe: Keyframe, keyframe_encoding: Encoding,
             query: Encoding, rgb: np.ndarray, K: Optional[np.ndarray], *,
-            matching: MatchingConfig, pose: PoseConfig, noise: np.ndarray, geometry: bool,
+            matching: MatchingConfig, pose: PoseConfig, noise: NoiseModel, geometry: bool,
             timer: StageTimer) -> Measurement:
     """Match a frame against one keyframe and solve its pose from the keyframe's 3D points.
 
@@ -67,7 +71,7 @@ def measure(backend: MatcherBackend, keyframe: Keyframe, keyframe_encoding: Enco
         K: (3, 3) frame intrinsics, or None to use the backend's estimate.
         matching: matching settings.
         pose: PnP settings and gates.
-        noise: (6, 6) per-frame noise floor added to the right covariance.
+        noise: turns the PnP covariance into the measurement covariance.
         geometry: also predict the frame's geometry (its depth, when it may become a keyframe).
         timer: accumulates the stage timings.
     """
@@ -91,9 +95,9 @@ def measure(backend: MatcherBackend, keyframe: Keyframe, keyframe_encoding: Enco
         return _fail(base, "pose not observable from the inliers", est.num_matches,
                      est.num_inliers)
     T_kf_cam = invert_pose(keyframe.T_map_cam) @ est.T_map_cam
-    cov = world_to_right(est.T_map_cam, est.covariance) + noise
-    return Measurement(True, "ok", keyframe.id, T_kf_cam, est.T_map_cam, cov, est.num_matches,
-                       est.num_inliers, geo, K)
+    pnp = noise.scale * world_to_right(est.T_map_cam, est.covariance)
+    return Measurement(True, "ok", keyframe.id, T_kf_cam, est.T_map_cam,
+                       pnp + noise.floor(T_kf_cam), pnp, est.num_matches, est.num_inliers, geo, K)
 
 
 def _fail(base: Measurement, reason: str, matches: int = 0, inliers: int = 0) -> Measurement:

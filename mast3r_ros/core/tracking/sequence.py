@@ -117,9 +117,8 @@ def _posed(run: SequenceRun) -> list[int]:
 
 def _steps(run: SequenceRun) -> tuple[float, float]:
     """(largest odom step, largest GT step without the jumps) in metres."""
-    posed = _posed(run)
-    odom = [np.linalg.norm(run.results[b].T_odom_cam[:3, 3] - run.results[a].T_odom_cam[:3, 3])
-            for a, b in zip(posed, posed[1:])]
+    centres = [r.T_odom_cam[:3, 3] for r in run.results if r.has_pose and r.T_odom_cam is not None]
+    odom = [np.linalg.norm(b - a) for a, b in zip(centres, centres[1:])]
     C = run.T_gt[:, :3, 3]
     gt = [np.linalg.norm(C[k] - C[k - 1]) for k in range(1, len(C)) if not run.plan.jumps[k]]
     return float(max(odom, default=0.0)), float(max(gt, default=0.0))

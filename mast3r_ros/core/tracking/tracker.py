@@ -45,11 +45,7 @@ from mast3r_ros.core.tracking.policy import (
 )
 from mast3r_ros.core.tracking.result import TrackingState, TrackResult
 from mast3r_ros.core.tracking.stream import EdgeType, KeyframeEvent
-from mast3r_ros.core.tracking.uncertainty import (
-    compose_covariance,
-    isotropic_covariance,
-    world_to_right,
-)
+from mast3r_ros.core.tracking.uncertainty import NoiseModel, compose_covariance, world_to_right
 from mast3r_ros.core.tracking.window import KeyframeWindow, WindowEntry
 from mast3r_ros.core.types import Frame, KeyframeEncoding
 
@@ -73,8 +69,7 @@ class Tracker:
         self.pipeline = pipeline
         self.backend = backend if backend is not None else create_backend(pipeline)
         self._pose_cfg = dataclasses.replace(pipeline.pose, min_inliers=config.lost.min_inliers)
-        self._noise = isotropic_covariance(config.position_noise,
-                                           float(np.radians(config.rotation_noise_deg)))
+        self._noise = NoiseModel.from_config(config)
         self._window = KeyframeWindow(config.max_keyframes)
         self._relocalizer = Localizer(relocalizer_config(config, pipeline), self._window.map,
                                       self.backend)
@@ -176,6 +171,7 @@ class Tracker:
             depth = depth if depth is not None else depth_image(geo, *work.frame.rgb.shape[:2])
         tracked = self._add_keyframe(work, work.tracked(K, T, cov, self._T_odom_track,
                                                         depth=depth))
+        self._last = tracked
         self._state = TrackingState.TRACKING
         return work.pose_result(tracked, tracked.own_keyframe)
 
@@ -227,8 +223,9 @@ class Tracker:
         ref = self._window.entry(res.cluster_ids[0])
         T = res.T_map_cam
         T_ref_cam = invert_pose(ref.keyframe.T_map_cam) @ T
-        cov_rel = world_to_right(T, res.covariance) + self._noise
-        m = Measurement(True, "ok", ref.keyframe.id, T_ref_cam, T, cov_rel, res.num_matches,
+        pnp = self._noise.scale * world_to_right(T, res.covariance)
+        cov_rel = pnp + self._noise.floor(T_ref_cam)
+        m = Measurement(True, "ok", ref.keyframe.id, T_ref_cam, T, cov_rel, pnp, res.num_matches,
                         res.num_inliers, K=work.frame.K)
         if self._last is not None:  # hold the odometry still across the jump
             self._T_odom_track = self._last.T_odom_cam @ invert_pose(T)
@@ -277,10 +274,11 @@ class Tracker:
             return m.T_kf_cam, m.covariance
         prev = last.measurement
         if prev is None or prev.keyframe_id != m.keyframe_id or prev.T_kf_cam is None \
-                or prev.covariance is None:
+                or prev.pnp_covariance is None or m.pnp_covariance is None:
             return None
         S = invert_pose(prev.T_kf_cam) @ m.T_kf_cam
-        return S, compose_covariance(S, prev.covariance, m.covariance)
+        return S, compose_covariance(S, prev.pnp_covariance, m.pnp_covariance) \
+            + self._noise.floor(S)
 
     def _add_keyframe(self, work: FrameWork, tracked: Tracked,
                       edge_type: EdgeType = EdgeType.ODOMETRY) -> Tracked:

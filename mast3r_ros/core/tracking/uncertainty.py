@@ -16,16 +16,27 @@ covariance, shown in each parent frame with its own rotation.
 
 Composition ``T_a_c = T_a_b @ T_b_c`` with independent errors:
 ``cov_c = Ad(inv(T_b_c)) cov_b Ad(inv(T_b_c))^T + cov_bc`` (first order).
+
+Noise model of one measurement of a motion ``T`` (:class:`NoiseModel`): the PnP covariance
+``sigma^2 (J^T J)^-1`` times ``scale`` (pixel errors are spatially correlated, so it is
+over-confident), plus an error the residuals cannot show, per axis
+``position + fraction * |t|`` (m) and ``rotation + fraction * angle`` (rad), like a wheel-odometry
+motion model: depth-to-colour registration, unsynchronised capture and calibration errors grow
+with the motion measured. For the motion between two frames measured from the same keyframe, the
+part common to both measurements cancels and the floor of the step itself applies.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from mast3r_ros.core.geometry.se3 import invert_pose
+from mast3r_ros.core.config import TrackingConfig
+from mast3r_ros.core.geometry.se3 import invert_pose, so3_log
 
 __all__ = ["adjoint", "world_to_right", "right_to_world", "compose_covariance",
-           "isotropic_covariance", "information_of"]
+           "information_of", "NoiseModel"]
 
 
 def _hat(v: np.ndarray) -> np.ndarray:
@@ -77,14 +88,6 @@ def compose_covariance(T_b_c: np.ndarray, cov_b: np.ndarray, cov_bc: np.ndarray)
     return 0.5 * (out + out.T)
 
 
-def isotropic_covariance(position_std: float, rotation_std: float) -> np.ndarray:
-    """(6, 6) diagonal covariance with ``position_std`` (m) and ``rotation_std`` (rad) per axis.
-
-    Isotropic blocks look the same in every frame, so it is both a right and a world covariance.
-    """
-    return np.diag([position_std**2] * 3 + [rotation_std**2] * 3)
-
-
 def information_of(cov: np.ndarray, min_eig: float = 1e-12) -> np.ndarray:
     """(6, 6) symmetric positive-definite inverse of a covariance (eigenvalues floored).
 
@@ -96,3 +99,33 @@ def information_of(cov: np.ndarray, min_eig: float = 1e-12) -> np.ndarray:
     w, V = np.linalg.eigh(0.5 * (cov + cov.T))
     info = (V / np.maximum(w, min_eig)) @ V.T
     return 0.5 * (info + info.T)
+
+
+@dataclass(frozen=True)
+class NoiseModel:
+    """How a PnP covariance becomes a measurement covariance (see the module docstring).
+
+    Attributes:
+        scale: variance factor on the PnP covariance.
+        fraction: std per axis as a fraction of the measured motion.
+        position: constant position std per axis (m).
+        rotation: constant rotation std per axis (rad).
+    """
+
+    scale: float = 1.0
+    fraction: float = 0.0
+    position: float = 0.0
+    rotation: float = 0.0
+
+    @classmethod
+    def from_config(cls, cfg: TrackingConfig) -> NoiseModel:
+        """The model of a tracking configuration."""
+        return cls(cfg.covariance_scale, cfg.motion_noise, cfg.position_noise,
+                   float(np.radians(cfg.rotation_noise_deg)))
+
+    def floor(self, T_motion: np.ndarray) -> np.ndarray:
+        """(6, 6) diagonal covariance of the unmodelled error of a measured motion (4, 4)."""
+        t = float(np.linalg.norm(T_motion[:3, 3]))
+        angle = float(np.linalg.norm(so3_log(T_motion[:3, :3])))
+        return np.diag([(self.position + self.fraction * t) ** 2] * 3
+                       + [(self.rotation + self.fraction * angle) ** 2] * 3)
