@@ -26,6 +26,7 @@ from mast3r_ros.cli.common import (
     read_intrinsics,
     to_jsonable,
 )
+from mast3r_ros.cli import eval_odometry
 from mast3r_ros.cli.options import add_config_options, config_from_args
 from mast3r_ros.core.backends import MatcherBackend, create_backend
 from mast3r_ros.core.config import MatchingConfig, opt, validate_fields
@@ -47,7 +48,8 @@ from mast3r_ros.core.map import KeyframeMap, build_map_from_rgbd, load_map
 from mast3r_ros.core.types import Frame, KeyframeEncoding, Timings
 
 NAME = "eval"
-HELP = "evaluate on shared/data sets: absolute (7-Scenes), relative (pairs), retrieval"
+HELP = ("evaluate on shared/data sets: absolute (7-Scenes), relative (pairs), retrieval, "
+        "odometry (the SLAM front end on DATA/sequence)")
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,7 @@ class EvalOptions:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("task", choices=("absolute", "relative", "retrieval"))
+    p.add_argument("task", choices=("absolute", "relative", "retrieval", "odometry"))
     p.add_argument("data", type=Path, help="data set folder (README layout)")
     p.add_argument("--map", type=Path,
                    help="map directory (absolute/retrieval; default: built from DATA/map)")
@@ -78,6 +80,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_config_options(p, EvalOptions, title="evaluation")
     add_localizer_options(p)
     add_input_options(p)
+    eval_odometry.add_arguments(p)
 
 
 def _options(args: argparse.Namespace) -> EvalOptions:
@@ -262,5 +265,5 @@ def run_retrieval(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     _options(args), localizer_config(args), input_config(args)  # every option checked first
-    return {"absolute": run_absolute, "relative": run_relative,
-            "retrieval": run_retrieval}[args.task](args)
+    return {"absolute": run_absolute, "relative": run_relative, "retrieval": run_retrieval,
+            "odometry": eval_odometry.run}[args.task](args)

@@ -185,13 +185,15 @@ def _spellings(name: str) -> list[str]:
 
 
 def config_from_args(cls: type, args: argparse.Namespace, prefix: str = "",
-                     **fixed: Any) -> Any:
+                     base: Any = None, **fixed: Any) -> Any:
     """Build ``cls`` from the options of :func:`add_config_options` (unset ones keep defaults).
 
     Args:
         cls: the config dataclass.
         args: the parsed namespace.
         prefix: the prefix given to :func:`add_config_options`.
+        base: an instance (a preset) whose values replace the dataclass defaults of the
+            fields not on the command line.
         **fixed: top-level fields set by the command itself (e.g. ``backend="mast3r"``).
 
     Raises:
@@ -204,10 +206,13 @@ def config_from_args(cls: type, args: argparse.Namespace, prefix: str = "",
         default = _default(f)
         name = f"{prefix}{f.name}"
         if dataclasses.is_dataclass(default):
-            kwargs[f.name] = config_from_args(type(default), args, f"{name}.")
+            kwargs[f.name] = config_from_args(type(default), args, f"{name}.",
+                                              None if base is None else getattr(base, f.name))
             continue
         value = getattr(args, _DEST + name, None)
         if value is not None:
             kwargs[f.name] = tuple(value) if isinstance(default, tuple) else value
+        elif base is not None:
+            kwargs[f.name] = getattr(base, f.name)
     return make_config(cls, kwargs)
 
