@@ -86,8 +86,8 @@ class BuildPyWithInterfaces(build_py):
                 if in_site.parts[0] != NAME or path.suffix == ".c":  # egg-info, generated C
                     continue
                 target = Path(self.build_lib) / in_site
-                if target.exists():  # hand-written modules: setuptools already copied them
-                    continue
+                if (ROOT / in_site).is_file():  # hand-written modules: setuptools copied them
+                    continue  # (generated ones are overwritten: a stale build/lib keeps old msgs)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(path, target)
             else:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any, Optional
 
 import numpy as np
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+_LAUNCH_SKIPPED = pytest.StashKey[list]()
 
 
 def _shared_dir() -> Path:
@@ -49,7 +51,46 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(12345)
 
 
+_LAUNCH_DIR = REPO_ROOT / "test" / "launch"
+
+
+def _launch_testing_problem() -> str:
+    """Why the launch_testing tests cannot run here ("" when they can)."""
+    try:
+        import launch_testing  # noqa: F401
+    except ImportError as exc:
+        return f"launch_testing is not importable ({exc})"
+    return ""
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> Optional[bool]:
+    """Leave test/launch out (importing it needs ``launch``) when launch_testing is missing; the
+    terminal summary says so, with the files that were left out."""
+    path = collection_path.resolve()
+    if not (path == _LAUNCH_DIR or _LAUNCH_DIR in path.parents) or not _launch_testing_problem():
+        return None
+    asked = [Path(a.split("::")[0]).resolve() for a in config.args]
+    if any(a == path or a in path.parents or path in a.parents for a in asked):
+        files = [path] if path.is_file() else sorted(path.glob("test_*.py"))
+        config.stash[_LAUNCH_SKIPPED] = sorted(set(config.stash.get(_LAUNCH_SKIPPED, []))
+                                               | set(files))
+    return True
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    files = config.stash.get(_LAUNCH_SKIPPED, [])
+    if files:
+        terminalreporter.write_line(
+            f"launch marker: {len(files)} launch_testing test file(s) deselected "
+            f"({', '.join(f.name for f in files)}): {_launch_testing_problem()}; they run with "
+            "`pytest -m launch` or `colcon test` on a ROS 2 install (see README)", yellow=True)
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    # user-level caches (checkpoint hashes) go to a per-session folder, never the user's home
+    import tempfile
+
+    os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="mast3r_ros_test_cache_")
     try:
         import torch
 

@@ -39,8 +39,8 @@ from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 from mast3r_ros.core.map import build_map_from_rgbd, read_rgb, save_map  # noqa: E402
 from mast3r_ros.core.types import LocalizationResult  # noqa: E402
 from mast3r_ros.msg import LocalizationStatus  # noqa: E402
-from mast3r_ros.ros.conversions import rgb_to_image  # noqa: E402
-from mast3r_ros.ros.localizer_node import LocalizerNode, _real_factory  # noqa: E402
+from mast3r_ros.ros.common.conversions import rgb_to_image  # noqa: E402
+from mast3r_ros.ros.localizer.node import LocalizerNode, _real_factory  # noqa: E402
 
 DEMO = ROOT / "demo_data" / "sevenscenes_redkitchen"
 

@@ -56,8 +56,25 @@ fi
 log "fixing the ROS wheels' exported CMake include paths"
 "$PY" "$ROOT/tools/fix_ros_cmake_paths.py" --prefix "$VENV"
 
+# tf2_msgs is not on PyPI: without it nodes could neither listen to nor publish /tf. Build the
+# stand-in of tools/tf2_msgs (TFMessage only, same definition and type hash) ONLY when no tf2_msgs
+# is importable (an apt ROS 2 or a hand-built one always wins).
+if ! "$PY" -c "from tf2_msgs.msg import TFMessage" >/dev/null 2>&1; then
+  log "building the tf2_msgs stand-in (TFMessage) into $VENV"
+  mkdir -p "$ROOT/build"
+  TF2_BUILD="$ROOT/build/tf2_msgs-$(echo "$VENV" | sha1sum | cut -c1-10)"
+  cmake -S "$ROOT/tools/tf2_msgs" -B "$TF2_BUILD" -DCMAKE_INSTALL_PREFIX="$VENV" \
+    -DCMAKE_PREFIX_PATH="$VENV" -DPython3_EXECUTABLE="$PY" -DBUILD_TESTING=OFF \
+    -DCMAKE_BUILD_TYPE=Release >"$TF2_BUILD.log" 2>&1 \
+    && cmake --build "$TF2_BUILD" --parallel "$(nproc)" >>"$TF2_BUILD.log" 2>&1 \
+    && cmake --install "$TF2_BUILD" >>"$TF2_BUILD.log" 2>&1 \
+    || { log "tf2_msgs build failed, see $TF2_BUILD.log"; exit 1; }
+  "$PY" -c "from tf2_msgs.msg import TFMessage" \
+    || { log "tf2_msgs built but not importable, see $TF2_BUILD.log"; exit 1; }
+fi
+
 pkg_stamp="$(cd "$ROOT" && stamp_of package.xml CMakeLists.txt setup.py msg/* srv/* \
-  $(find mast3r_ros launch config -type f \( -name '*.py' -o -name '*.yaml' -o -name '*.xml' \) | sort))"
+  $(find mast3r_ros launch config -type f \( -name '*.py' -o -name '*.yaml' -o -name '*.xml' -o -name '*.rviz' \) | sort))"
 if [ "$(cat "$VENV/.mast3r_ros_package" 2>/dev/null)" != "$pkg_stamp" ] \
    || ! "$PY" -c "from mast3r_ros.msg import LocalizationStatus" >/dev/null 2>&1; then
   log "building and installing mast3r_ros (messages + Python code) into $VENV"

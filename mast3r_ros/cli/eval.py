@@ -16,9 +16,11 @@ from typing import Optional
 import numpy as np
 from tqdm import tqdm
 
+from mast3r_ros.cli import eval_odometry, eval_slam
 from mast3r_ros.cli.common import (
     add_input_options,
     add_localizer_options,
+    add_sequence_options,
     dump_json,
     input_config,
     localizer_config,
@@ -26,7 +28,6 @@ from mast3r_ros.cli.common import (
     read_intrinsics,
     to_jsonable,
 )
-from mast3r_ros.cli import eval_odometry
 from mast3r_ros.cli.options import add_config_options, config_from_args
 from mast3r_ros.core.backends import MatcherBackend, create_backend
 from mast3r_ros.core.config import MatchingConfig, opt, validate_fields
@@ -49,7 +50,7 @@ from mast3r_ros.core.types import Frame, KeyframeEncoding, Timings
 
 NAME = "eval"
 HELP = ("evaluate on shared/data sets: absolute (7-Scenes), relative (pairs), retrieval, "
-        "odometry (the SLAM front end on DATA/sequence)")
+        "slam, odometry (the SLAM front end on DATA/sequence)")
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ class EvalOptions:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("task", choices=("absolute", "relative", "retrieval", "odometry"))
+    p.add_argument("task", choices=("absolute", "relative", "retrieval", "slam", "odometry"))
     p.add_argument("data", type=Path, help="data set folder (README layout)")
     p.add_argument("--map", type=Path,
                    help="map directory (absolute/retrieval; default: built from DATA/map)")
@@ -80,6 +81,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_config_options(p, EvalOptions, title="evaluation")
     add_localizer_options(p)
     add_input_options(p)
+    add_sequence_options(p)
+    eval_slam.add_arguments(p)
     eval_odometry.add_arguments(p)
 
 
@@ -266,4 +269,4 @@ def run_retrieval(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     _options(args), localizer_config(args), input_config(args)  # every option checked first
     return {"absolute": run_absolute, "relative": run_relative, "retrieval": run_retrieval,
-            "odometry": eval_odometry.run}[args.task](args)
+            "slam": eval_slam.run, "odometry": eval_odometry.run}[args.task](args)

@@ -12,15 +12,20 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from mast3r_ros.cli.common import dump_json, localizer_config, os_errors_as, to_jsonable
-from mast3r_ros.cli.options import add_config_options, config_from_args
-from mast3r_ros.core.config import TrackingConfig, opt, tracking_pipeline, validate_fields
+from mast3r_ros.cli.common import dump_json, os_errors_as, sequence_options, to_jsonable
+from mast3r_ros.cli.options import add_config_options, config_from_args, iter_options
+from mast3r_ros.core.config import (
+    LocalizerConfig,
+    TrackingConfig,
+    config_from_flat,
+    flat_values,
+    tracking_pipeline,
+)
 from mast3r_ros.core.errors import InputError
 from mast3r_ros.core.evaluation import trajectory_errors
 from mast3r_ros.core.tracking import Tracker
@@ -31,25 +36,12 @@ from mast3r_ros.core.tracking.sequence import (
     summarize_odometry,
 )
 
-__all__ = ["OdometryEvalOptions", "add_arguments", "run"]
-
-
-@dataclass(frozen=True)
-class OdometryEvalOptions:
-    """Which files of ``DATA/sequence/`` the odometry task plays."""
-
-    stride: int = opt(1, "odometry task: take every N-th file of DATA/sequence", range=(1, 10_000))
-    frames: str = opt("", "odometry task: comma-separated Python slices START:END[:STEP] into "
-                          "that list, played in order (0:40,15:66 = a kidnap back to frame 15); "
-                          "empty = all")
-
-    def __post_init__(self) -> None:
-        validate_fields(self)
+__all__ = ["add_arguments", "pipeline_config", "run"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The odometry task's options (``--stride``, ``--frames``, ``--tracking.*``)."""
-    add_config_options(p, OdometryEvalOptions, title="odometry task")
+    """The odometry task's own options (``--tracking.*``; ``--stride`` and ``--frames`` are the
+    shared :class:`~mast3r_ros.cli.common.SequenceOptions`)."""
     add_config_options(p, TrackingConfig, prefix="tracking.", title="tracking (odometry task)")
 
 
@@ -92,12 +84,21 @@ def _write_outputs(out: Path, run: SequenceRun, summary: dict) -> None:
     plot_positions(est, run.T_gt[:, :3, 3], out / "trajectory.png")
 
 
+def pipeline_config(args: argparse.Namespace) -> LocalizerConfig:
+    """The pipeline options of the command line over the :func:`tracking_pipeline` preset."""
+    values = flat_values(tracking_pipeline())
+    values.update({o.name: getattr(args, o.dest) for o in iter_options(LocalizerConfig)
+                   if getattr(args, o.dest, None) is not None})
+    cfg: LocalizerConfig = config_from_flat(
+        LocalizerConfig, values, convert=lambda d, v: tuple(v) if isinstance(d, tuple) else v)
+    return cfg
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the odometry task (see the module docstring)."""
-    opts: OdometryEvalOptions = config_from_args(OdometryEvalOptions, args)
+    opts = sequence_options(args)
     tracking: TrackingConfig = config_from_args(TrackingConfig, args, prefix="tracking.")
-    pipeline = config_from_args(type(tracking_pipeline()), args, base=tracking_pipeline())
-    localizer_config(args)  # the same options, checked the same way as the other tasks
+    pipeline = pipeline_config(args)
     folder = args.data / "sequence"
     if not folder.is_dir():
         raise InputError(f"{args.data} has no sequence/ folder (see the data set README)")

@@ -16,10 +16,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-from dataclasses import MISSING
 from typing import Any, Iterator, Mapping, Optional, Sequence
 
-from mast3r_ros.core.config import make_config
+from mast3r_ros.core.config import config_from_flat, leaf_fields
 from mast3r_ros.core.errors import ConfigError
 
 __all__ = ["ConfigOption", "iter_options", "add_config_options", "add_alias", "config_from_args",
@@ -45,14 +44,6 @@ class ConfigOption:
         return _DEST + self.name
 
 
-def _default(f: dataclasses.Field) -> Any:
-    if f.default is not MISSING:
-        return f.default
-    if f.default_factory is not MISSING:
-        return f.default_factory()
-    raise ConfigError(f"config field {f.name} has no default; every config field needs one")
-
-
 def iter_options(cls: type, prefix: str = "",
                  only: Optional[Sequence[str]] = None) -> Iterator[ConfigOption]:
     """Leaf fields of ``cls`` (nested dataclasses recursed) with their dotted names.
@@ -62,14 +53,10 @@ def iter_options(cls: type, prefix: str = "",
         prefix: prepended to every name (``"input."``).
         only: top-level field names to keep (default: all).
     """
-    for f in dataclasses.fields(cls):
-        if only is not None and f.name not in only:
+    for name, f, default in leaf_fields(cls, prefix):
+        if only is not None and name[len(prefix):].split(".")[0] not in only:
             continue
-        default = _default(f)
-        if dataclasses.is_dataclass(default):
-            yield from iter_options(type(default), f"{prefix}{f.name}.")
-        else:
-            yield ConfigOption(f"{prefix}{f.name}", f, default)
+        yield ConfigOption(name, f, default)
 
 
 def finite_float(text: str) -> float:
@@ -185,34 +172,22 @@ def _spellings(name: str) -> list[str]:
 
 
 def config_from_args(cls: type, args: argparse.Namespace, prefix: str = "",
-                     base: Any = None, **fixed: Any) -> Any:
+                     **fixed: Any) -> Any:
     """Build ``cls`` from the options of :func:`add_config_options` (unset ones keep defaults).
 
     Args:
         cls: the config dataclass.
         args: the parsed namespace.
         prefix: the prefix given to :func:`add_config_options`.
-        base: an instance (a preset) whose values replace the dataclass defaults of the
-            fields not on the command line.
         **fixed: top-level fields set by the command itself (e.g. ``backend="mast3r"``).
 
     Raises:
         ConfigError: a value out of range or of the wrong type (the dataclass says which).
     """
-    kwargs: dict[str, Any] = dict(fixed)
-    for f in dataclasses.fields(cls):
-        if f.name in fixed:
-            continue
-        default = _default(f)
-        name = f"{prefix}{f.name}"
-        if dataclasses.is_dataclass(default):
-            kwargs[f.name] = config_from_args(type(default), args, f"{name}.",
-                                              None if base is None else getattr(base, f.name))
-            continue
-        value = getattr(args, _DEST + name, None)
-        if value is not None:
-            kwargs[f.name] = tuple(value) if isinstance(default, tuple) else value
-        elif base is not None:
-            kwargs[f.name] = getattr(base, f.name)
-    return make_config(cls, kwargs)
+    given = {o.name: getattr(args, o.dest) for o in iter_options(cls, prefix)
+             if o.name[len(prefix):].split(".")[0] not in fixed
+             and getattr(args, o.dest, None) is not None}
+    given.update({f"{prefix}{k}": v for k, v in fixed.items()})
+    return config_from_flat(cls, given, prefix,
+                            lambda d, v: tuple(v) if isinstance(d, tuple) else v)
 

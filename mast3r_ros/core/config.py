@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional
 
 from mast3r_ros.core.errors import ConfigError
 
@@ -31,14 +31,18 @@ __all__ = [
     "PoseConfig",
     "LocalizerConfig",
     "MappingConfig",
-    "LocalizerNodeConfig",
     "KeyframeSelectionConfig",
-    "MapperNodeConfig",
+    "PoseGraphConfig",
+    "LoopClosureConfig",
+    "SlamConfig",
     "KeyframeRuleConfig",
     "LostConfig",
     "TrackingConfig",
     "tracking_pipeline",
-    "config_fields",
+    "field_default",
+    "leaf_fields",
+    "config_from_flat",
+    "flat_values",
     "make_config",
 ]
 
@@ -88,9 +92,65 @@ def make_config(cls: type, kwargs: dict[str, Any]) -> Any:
         raise ConfigError(f"invalid {cls.__name__} values: {exc}") from exc
 
 
-def config_fields(cls: type) -> list[dataclasses.Field]:
-    """The fields of a config dataclass (for deriving ROS parameters and CLI flags)."""
-    return list(dataclasses.fields(cls))
+def field_default(f: dataclasses.Field) -> Any:
+    """The default of a config field (a fresh instance for a nested config).
+
+    Raises:
+        ConfigError: the field has no default (every config field needs one).
+    """
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    raise ConfigError(f"config field {f.name} has no default; every config field needs one")
+
+
+def leaf_fields(cls: type, prefix: str = "") -> Iterator[tuple[str, dataclasses.Field, Any]]:
+    """``(dotted name, field, default)`` of every leaf field of a config dataclass, nested
+    configs recursed (``pose.min_inliers``): what ROS parameters and CLI options derive from."""
+    for f in dataclasses.fields(cls):
+        default = field_default(f)
+        if dataclasses.is_dataclass(default):
+            yield from leaf_fields(type(default), f"{prefix}{f.name}.")
+        else:
+            yield f"{prefix}{f.name}", f, default
+
+
+def config_from_flat(cls: type, values: Mapping[str, Any], prefix: str = "",
+                     convert: Optional[Callable[[Any, Any], Any]] = None) -> Any:
+    """Build ``cls`` from ``{dotted name: value}``; names not given keep their defaults.
+
+    Args:
+        cls: the config dataclass.
+        values: flat values (extra names are ignored).
+        prefix: prefix of this class's names in ``values``.
+        convert: ``(default, value) -> value`` applied to every given value (e.g. list ->
+            tuple for tuple fields).
+
+    Raises:
+        ConfigError: a value out of range, of the wrong type or inconsistent.
+    """
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        default = field_default(f)
+        name = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(default):
+            kwargs[f.name] = config_from_flat(type(default), values, f"{name}.", convert)
+        elif name in values:
+            kwargs[f.name] = convert(default, values[name]) if convert else values[name]
+    return make_config(cls, kwargs)
+
+
+def flat_values(cfg: Any, prefix: str = "") -> dict[str, Any]:
+    """``{dotted name: value}`` of every leaf field of a config instance (the inverse of
+    :func:`config_from_flat`; a preset's values as defaults for CLI options)."""
+    out: dict[str, Any] = {}
+    for name, _, _ in leaf_fields(type(cfg), prefix):
+        value = cfg
+        for part in name[len(prefix):].split("."):
+            value = getattr(value, part)
+        out[name] = value
+    return out
 
 
 @dataclass(frozen=True)
@@ -265,49 +325,6 @@ class MappingConfig:
 
 
 @dataclass(frozen=True)
-class LocalizerNodeConfig:
-    """The ROS 2 localizer node around the pipeline: map, frames, inputs and outputs.
-
-    ROS parameters use these names at the top level; the pipeline's :class:`LocalizerConfig`
-    fields follow as ``backend``, ``model.*``, ``matching.*``, ``retrieval.*``, ``pose.*``.
-    """
-
-    map_path: str = opt("", "keyframe map directory loaded on configure (load_map service swaps it)",
-                        read_only=True)
-    autostart: bool = opt(False, "configure and activate at start-up (no lifecycle manager needed)",
-                          read_only=True)
-    map_frame: str = opt("map", "fixed frame of the map; frame_id of pose, clouds and markers")
-    odom_frame: str = opt("odom", "odometry frame; map->odom is published when odom->base is known")
-    base_frame: str = opt("base_link", "robot base frame whose pose is published")
-    camera_frame: str = opt("", "camera optical frame; empty = the image header frame_id")
-    base_T_camera: tuple = opt((0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0),
-                               "camera optical frame in the base frame: x y z (m) qx qy qz qw; "
-                               "used when tf2 is unavailable (identity = publish the camera pose)")
-    odom_topic: str = opt("", "nav_msgs/Odometry topic giving odom->base when tf2 is unavailable; "
-                              "empty = none")
-    publish_tf: bool = opt(True, "publish map->odom (REP-105) when odom->base is known")
-    require_camera_info: bool = opt(True, "wait for camera_info; False lets the backend estimate K")
-    max_image_pixels: int = opt(4096 * 4096, "larger images are rejected (width*height)",
-                                range=(256, 100_000_000))
-    max_stamp_regression: float = opt(0.0, "frames whose stamp goes back by more than this (s) "
-                                            "are rejected once and the tracking state is reset",
-                                      range=(0.0, None))
-    max_inlier_points: int = opt(5000, "points in the inliers cloud (subsampled)", range=(0, None))
-    map_cloud_points: int = opt(50_000, "points in the latched map cloud", range=(0, None))
-    diagnostics_period: float = opt(1.0, "seconds between /diagnostics messages",
-                                    range=(0.05, 60.0))
-    fallback_position_std: float = opt(0.1, "position std (m) reported when the solver gives no "
-                                            "covariance", range=(0.0, None))
-    fallback_rotation_std: float = opt(0.05, "rotation std (rad) reported when the solver gives no "
-                                             "covariance", range=(0.0, None))
-
-    def __post_init__(self) -> None:
-        validate_fields(self)
-        if len(self.base_T_camera) != 7:
-            raise ConfigError("LocalizerNodeConfig.base_T_camera needs 7 numbers: x y z qx qy qz qw")
-
-
-@dataclass(frozen=True)
 class KeyframeSelectionConfig:
     """When a camera frame becomes a mapping keyframe (by motion with a pose, else by overlap)."""
 
@@ -337,52 +354,76 @@ class KeyframeSelectionConfig:
 
 
 @dataclass(frozen=True)
-class MapperNodeConfig:
-    """The ROS 2 mapper node: keyframe buffer, odometry, alignment triggers and outputs.
+class PoseGraphConfig:
+    """The SLAM back end's pose graph (GTSAM): robust kernel, anchor, iSAM2 and batch settings."""
 
-    ROS parameters use these names at the top level, followed by ``model.*`` (:class:`ModelConfig`),
-    ``mapping.*`` (:class:`MappingConfig`) and ``keyframes.*`` (:class:`KeyframeSelectionConfig`).
-    """
-
-    map_path: str = opt("", "map directory written by save_map when its request path is empty")
-    autostart: bool = opt(False, "configure and activate at start-up (no lifecycle manager needed)",
-                          read_only=True)
-    map_frame: str = opt("map", "frame_id of keyframe_path and map_cloud (the alignment's world "
-                                "frame: the odom frame when odometry poses are used, else the "
-                                "camera at the root of the alignment's spanning tree)")
-    odom_frame: str = opt("odom", "odometry frame looked up through tf2 (when it imports)")
-    base_frame: str = opt("base_link", "robot base frame of the odometry")
-    base_T_camera: tuple = opt((0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0),
-                               "camera optical frame in the base frame: x y z (m) qx qy qz qw")
-    odom_topic: str = opt("odom", "nav_msgs/Odometry topic used when tf2 is unavailable; "
-                                  "empty = none", read_only=True)
-    use_odometry_poses: bool = opt(True, "give the odometry camera poses to the alignment")
-    poses_mode: str = opt("prior", "odometry poses in the alignment: prior (soft) or fixed (every "
-                                   "keyframe needs one)", choices=("prior", "fixed"))
-    intrinsics_mode: str = opt("fixed", "camera_info K in the alignment: fixed, prior or init",
-                               choices=("fixed", "prior", "init"))
-    require_camera_info: bool = opt(True, "wait for camera_info; False lets the alignment "
-                                          "estimate the focal length")
-    max_keyframes: int = opt(200, "keyframes kept in memory; further keyframes are refused until "
-                                  "reset", range=(2, 100_000))
-    incremental_pairs: int = opt(5, "after each new keyframe, run the pairwise network stage "
-                                    "against this many previous keyframes in the background "
-                                    "(cached in mapping.cache_dir, or a temporary directory when "
-                                    "empty) so that build_map mostly reads the cache; 0 = off",
-                                 range=(0, 1000), read_only=True)
-    build_period: float = opt(0.0, "seconds between automatic alignments when keyframes were "
-                                   "added (0 = only on the build_map service)", range=(0.0, None),
-                              read_only=True)
-    max_image_pixels: int = opt(4096 * 4096, "larger images are rejected (width*height)",
-                                range=(256, 100_000_000))
-    map_cloud_points: int = opt(50_000, "points in the latched map cloud", range=(0, None))
-    diagnostics_period: float = opt(1.0, "seconds between /diagnostics messages",
-                                    range=(0.05, 60.0))
+    robust_kernel: str = opt("cauchy", "robust kernel of the relative-pose factors (none = plain "
+                                       "least squares)", choices=("cauchy", "huber", "none"))
+    kernel_width: float = opt(3.0, "width of the robust kernel in whitened units (sigmas of the "
+                                   "edge's own information)", range=(0.1, 100.0))
+    anchor_position_std: float = opt(1e-4, "std (m) of the prior that fixes the first keyframe",
+                                     range=(1e-9, 10.0))
+    anchor_rotation_std: float = opt(1e-4, "std (rad) of the prior that fixes the first keyframe",
+                                     range=(1e-9, 10.0))
+    relinearize_threshold: float = opt(0.01, "iSAM2 relinearisation threshold (tangent-space "
+                                             "norm)", range=(1e-6, 10.0))
+    relinearize_skip: int = opt(1, "iSAM2 checks for relinearisation every N updates",
+                                range=(1, 100))
+    batch_max_iterations: int = opt(100, "Levenberg-Marquardt iterations of a batch optimisation",
+                                    range=(1, 10_000))
+    batch_relative_tolerance: float = opt(1e-6, "Levenberg-Marquardt relative error decrease "
+                                                "that stops a batch optimisation",
+                                          range=(0.0, 1.0))
 
     def __post_init__(self) -> None:
         validate_fields(self)
-        if len(self.base_T_camera) != 7:
-            raise ConfigError("MapperNodeConfig.base_T_camera needs 7 numbers: x y z qx qy qz qw")
+
+
+@dataclass(frozen=True)
+class LoopClosureConfig:
+    """Loop closures: retrieval candidates, geometric gates and the consistency test."""
+
+    enabled: bool = opt(True, "search loop closures for every new keyframe")
+    top_k: int = opt(3, "loop candidates retrieved per new keyframe (global descriptors)",
+                     range=(1, 64))
+    min_score: float = opt(0.0, "minimum global-descriptor similarity of a candidate",
+                           range=(-1.0, 1.0))
+    exclude_recent: int = opt(5, "the last N keyframes before the new one are never candidates "
+                                 "(odometry already links them)", range=(0, 10_000))
+    min_inliers: int = opt(60, "geometric gate: PnP inliers of the loop", range=(4, None))
+    min_inlier_ratio: float = opt(0.25, "geometric gate: PnP inliers / 2D-3D correspondences",
+                                  range=(0.0, 1.0))
+    max_median_reproj_error: float = opt(3.0, "geometric gate: median inlier reprojection error "
+                                              "(px)", range=(0.01, 100.0))
+    covariance_scale: float = opt(25.0, "factor on the Gauss-Newton covariance of a loop's PnP "
+                                        "(it assumes independent pixel errors and exact 3D "
+                                        "points, which makes it optimistic)",
+                                  range=(1.0, 1e6))
+    min_position_std: float = opt(0.005, "floor of a loop edge's position std (m)",
+                                  range=(0.0, 1.0))
+    min_rotation_std: float = opt(0.002, "floor of a loop edge's rotation std (rad)",
+                                  range=(0.0, 1.0))
+    consistency_probability: float = opt(0.999, "chi-square(6) acceptance probability of a loop "
+                                                "against the current estimate (innovation with "
+                                                "the graph's joint marginal)",
+                                         range=(0.5, 0.999999))
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
+
+
+@dataclass(frozen=True)
+class SlamConfig:
+    """The SLAM back end: pose graph, loop closures and the localizer settings loops reuse."""
+
+    pose_graph: PoseGraphConfig = field(default_factory=PoseGraphConfig)
+    loops: LoopClosureConfig = field(default_factory=LoopClosureConfig)
+    max_stamp_regression: float = opt(0.0, "a keyframe or edge whose stamp goes back by more "
+                                           "than this (s) is refused as out of order",
+                                      range=(0.0, None))
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
 
 
 @dataclass(frozen=True)

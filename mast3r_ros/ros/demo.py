@@ -27,12 +27,16 @@ from typing import Any, Optional
 
 import numpy as np
 
-from mast3r_ros.ros.graph_procs import REPO_ROOT, ros_env, start_node, stop_process
+from mast3r_ros.ros.common.graph_procs import package_share, ros_env, start_node, stop_process
 
-__all__ = ["main", "run_demo", "evaluate"]
+__all__ = ["main", "run_demo", "evaluate", "demo_data"]
 
 logger = logging.getLogger("mast3r_ros.demo")
-DATA = REPO_ROOT / "demo_data" / "sevenscenes_redkitchen"
+
+
+def demo_data() -> Path:
+    """The bundled 7-Scenes sample (``demo_data/`` of the package share or source tree)."""
+    return package_share() / "demo_data" / "sevenscenes_redkitchen"
 
 
 def _choose_backend(requested: str, checkpoint: str) -> tuple[str, str]:
@@ -99,22 +103,23 @@ class Collector:
 def run_demo(out: Path, backend: str, checkpoint: str, timeout: float,
              domain_id: int) -> tuple[list[dict], dict[tuple[int, int], Any], dict]:
     """Start localizer + replay, collect outputs; returns (index rows, poses, statuses)."""
-    map_dir = build_map(DATA, out, rebuild=False)
+    data = demo_data()
+    map_dir = build_map(data, out, rebuild=False)
     env, ns = ros_env(domain_id), "/demo"
     index = out / "published.jsonl"
     index.unlink(missing_ok=True)
     loc_params = {"map_path": str(map_dir), "backend": backend, "autostart": True}
     if checkpoint:
         loc_params["model.checkpoint"] = checkpoint
-    K = np.loadtxt(DATA / "color-intrinsics.txt").reshape(-1).tolist()
-    replay_params = {"source": str(DATA / "query"), "glob": "*.color.jpg", "K": K, "rate": 30.0,
+    K = np.loadtxt(data / "color-intrinsics.txt").reshape(-1).tolist()
+    replay_params = {"source": str(data / "query"), "glob": "*.color.jpg", "K": K, "rate": 30.0,
                      "frame_id": "camera_optical_frame", "lockstep_topic": "localization_status",
                      "lockstep_timeout": 20.0, "wait_for_subscribers": 1, "start_delay": 1.0,
                      "index_out": str(index)}
     collector = Collector(ns, domain_id)
     with open(out / "localizer.log", "w") as loc_log, open(out / "replay.log", "w") as rep_log:
         loc = start_node("localizer", loc_params, env, loc_log, namespace=ns,
-                         params_file=REPO_ROOT / "config" / "localizer.yaml")
+                         params_file=package_share() / "config" / "localizer.yaml")
         rep = start_node("replay", replay_params, env, rep_log, namespace=ns)
         try:
             rep.wait(timeout)
@@ -130,7 +135,7 @@ def run_demo(out: Path, backend: str, checkpoint: str, timeout: float,
 
 def _ground_truth() -> dict[str, np.ndarray]:
     gt = {}
-    for line in (DATA / "queries_with_gt.txt").read_text().splitlines():
+    for line in (demo_data() / "queries_with_gt.txt").read_text().splitlines():
         if line.strip() and not line.startswith("#"):
             parts = line.split()
             gt[Path(parts[0]).name] = np.array([float(v) for v in parts[5:21]]).reshape(4, 4)
@@ -140,7 +145,7 @@ def _ground_truth() -> dict[str, np.ndarray]:
 def evaluate(rows: list[dict], poses: dict, statuses: dict) -> tuple[list[dict], dict]:
     """Per-frame errors vs GT and a summary (failures count as infinite error)."""
     from mast3r_ros.core.geometry.se3 import pose_errors
-    from mast3r_ros.ros.conversions import pose_to_matrix
+    from mast3r_ros.ros.common.conversions import pose_to_matrix
 
     gt = _ground_truth()
     frames = []
@@ -207,7 +212,8 @@ def plot(frames: list[dict], map_dir: Path, path: Path, title: str) -> None:
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description="mast3r_ros end-to-end demo on 7-Scenes")
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "out" / "demo")
+    parser.add_argument("--out", type=Path, default=Path("out") / "demo",
+                        help="output folder (relative to the current directory)")
     parser.add_argument("--backend", choices=("auto", "sift", "mast3r"), default="auto")
     parser.add_argument("--checkpoint", default=os.environ.get("MAST3R_CHECKPOINT", ""))
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds for the replay")
@@ -217,7 +223,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     backend, checkpoint = _choose_backend(args.backend, args.checkpoint)
     if args.rebuild_map:
-        build_map(DATA, args.out, rebuild=True)
+        build_map(demo_data(), args.out, rebuild=True)
     domain_id = int(os.environ.get("ROS_DOMAIN_ID", random.randint(10, 99)))
     t0 = time.monotonic()
     rows, poses, statuses = run_demo(args.out, backend, checkpoint, args.timeout, domain_id)

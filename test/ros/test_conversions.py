@@ -10,13 +10,22 @@ import pytest
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
-from mast3r_ros.core.config import LocalizerConfig, LocalizerNodeConfig
+from mast3r_ros.core.config import LocalizerConfig
 from mast3r_ros.core.errors import ConfigError, ImageError, InputError, IntrinsicsError
-from mast3r_ros.ros import conversions as cv
-from mast3r_ros.ros.params import (config_from_values, config_to_values, descriptor_for,
-                                   iter_param_specs)
-from mast3r_ros.ros.transforms import (base_pose_from_camera, camera_prior_from_base,
-                                       compute_map_to_odom, nearest_in_time, xyzquat_to_matrix)
+from mast3r_ros.ros.common import conversions as cv
+from mast3r_ros.ros.common.node_config import LocalizerNodeConfig
+from mast3r_ros.ros.common.params import (
+    config_from_values,
+    config_to_values,
+    descriptor_for,
+    iter_param_specs,
+)
+from mast3r_ros.ros.common.transforms import (
+    base_pose_from_camera,
+    camera_prior_from_base,
+    compute_map_to_odom,
+    xyzquat_to_matrix,
+)
 
 
 def _img(arr: np.ndarray, encoding: str, pad: int = 0, bigendian: bool = False) -> Image:
@@ -74,6 +83,25 @@ def test_bad_images_raise_image_error(rgb: np.ndarray, mutate, expect: str) -> N
         cv.image_to_rgb(msg, max_pixels=4096 * 4096)
 
 
+def test_d4_huge_step_rejected_before_any_allocation() -> None:
+    """D4: height 1, step 2^32-1, 1920 bytes of data used to be padded to step*height (4 GB)."""
+    import tracemalloc
+
+    msg = Image(height=1, width=640, encoding="rgb8", step=2**32 - 1, data=bytes(1920))
+    tracemalloc.start()
+    try:
+        with pytest.raises(ImageError, match="step 4294967295"):
+            cv.image_to_rgb(msg)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000, peak
+    for step, n in ((2**31, 2**31 + 10), (1921, 1920 * 2)):  # two rows: step vs data size
+        bad = Image(height=2, width=640, encoding="rgb8", step=step, data=bytes(min(n, 4000)))
+        with pytest.raises(ImageError, match="step|truncated"):
+            cv.image_to_rgb(bad)
+
+
 def test_compressed_roundtrip_and_corrupt(rng: np.random.Generator) -> None:
     rgb = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
     png = cv2.imencode(".png", rgb[..., ::-1])[1].tobytes()
@@ -81,7 +109,7 @@ def test_compressed_roundtrip_and_corrupt(rng: np.random.Generator) -> None:
     np.testing.assert_array_equal(out, rgb)
     with pytest.raises(ImageError, match="cannot decode"):
         cv.compressed_to_rgb(CompressedImage(format="png", data=png[:40]))
-    with pytest.raises(ImageError, match="no data"):
+    with pytest.raises(ImageError, match="empty"):
         cv.compressed_to_rgb(CompressedImage(format="jpeg", data=b""))
     with pytest.raises(ImageError, match="exceeds"):
         cv.compressed_to_rgb(CompressedImage(format="png", data=png), max_pixels=100)
@@ -135,8 +163,6 @@ def test_map_to_odom_rep105(rng: np.random.Generator) -> None:
         compute_map_to_odom(np.full((4, 4), np.nan), T_odom_base)
     with pytest.raises(InputError):
         xyzquat_to_matrix([0, 0, 0, 0, 0, 0, 0])
-    assert nearest_in_time([1.0, 2.0, 3.0], 2.1, 0.2) == 1
-    assert nearest_in_time([1.0, 2.0], 5.0, 0.2) == -1
 
 
 def test_parameters_derived_from_dataclasses() -> None:
@@ -161,3 +187,24 @@ def test_parameters_derived_from_dataclasses() -> None:
         config_from_values(LocalizerConfig, {"backend": "orb"})
     with pytest.raises(ConfigError):
         config_from_values(LocalizerNodeConfig, {"base_T_camera": [0.0, 1.0]})
+
+
+@pytest.mark.parametrize("changes, expect", [
+    ({"map_frame": ""}, "map_frame must not be empty"),
+    ({"base_frame": "/base_link"}, "must not start with '/'"),
+    ({"odom_frame": "odom frame"}, "whitespace"),
+    ({"camera_frame": " "}, "whitespace"),
+    ({"odom_topic": "bad topic"}, "not a valid topic name"),
+    ({"odom_topic": "odom/"}, "not a valid topic name"),
+    ({"base_T_camera": (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)}, "quaternion is zero"),
+    ({"tf_publish_rate": 0.0}, "tf_publish_rate"),
+])
+def test_node_config_rejects_bad_frames_topics_and_values(changes: dict, expect: str) -> None:
+    with pytest.raises(ConfigError, match=expect):
+        LocalizerNodeConfig(**changes)
+
+
+def test_node_config_accepts_valid_names() -> None:
+    cfg = LocalizerNodeConfig(camera_frame="", odom_topic="/wheel/odom", map_frame="world")
+    assert cfg.camera_frame == "" and cfg.map_frame == "world"
+    assert LocalizerNodeConfig(odom_topic="~/odom").odom_topic == "~/odom"

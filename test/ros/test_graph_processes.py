@@ -11,21 +11,22 @@ import numpy as np
 import pytest
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
+from ros_graph_helpers import DEMO, K_DEMO, REPO, Probe, RosGraph, query_gt, wait_for
 
-from ros_graph_helpers import DEMO, K_DEMO, Probe, RosGraph, query_gt, wait_for
 from mast3r_ros.core.geometry.se3 import pose_errors
 from mast3r_ros.core.map import read_rgb
-from mast3r_ros.ros.conversions import pose_to_matrix, rgb_to_image
-from mast3r_ros.ros.graph_procs import REPO_ROOT, ros_env, start_node, stop_process
+from mast3r_ros.ros.common.conversions import pose_to_matrix, rgb_to_image
+from mast3r_ros.ros.common.graph_procs import ros_env, start_node, stop_process
 
 
 @pytest.fixture()
 def localizer_proc(graph: RosGraph, small_map_dir: Path,
                    tmp_path: Path) -> Iterator[subprocess.Popen]:
     log = open(tmp_path / "localizer.log", "w")
-    proc = start_node("localizer", {"map_path": str(small_map_dir), "backend": "sift"},
+    proc = start_node("localizer", {"map_path": str(small_map_dir), "backend": "sift",
+                                    "autostart": False},
                       ros_env(graph.domain_id), log, namespace="/t",
-                      params_file=REPO_ROOT / "config" / "localizer.yaml")
+                      params_file=REPO / "config" / "localizer.yaml")
     try:
         yield proc
     finally:

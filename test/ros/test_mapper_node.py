@@ -13,21 +13,28 @@ from typing import Any, Iterator
 import cv2
 import numpy as np
 import pytest
-from nav_msgs.msg import Odometry, Path as PathMsg
+from nav_msgs.msg import Odometry
+from nav_msgs.msg import Path as PathMsg
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from ros_graph_helpers import K_DEMO, Probe, RosGraph, camera_mount, wait_for
 from sensor_msgs.msg import CompressedImage
 from std_srvs.srv import Trigger
 
-from ros_graph_helpers import K_DEMO, Probe, RosGraph, wait_for
 from mast3r_ros.core.config import LocalizerConfig
 from mast3r_ros.core.localizer import Localizer
 from mast3r_ros.core.map import load_map
 from mast3r_ros.core.types import Frame
-from mast3r_ros.ros.conversions import (cloud_to_points, matrix_to_pose, pose_to_matrix,
-                                        rgb_to_image, sec_to_stamp)
-from mast3r_ros.ros.mapper_node import MapperNode
+from mast3r_ros.ros.common.conversions import (
+    cloud_to_points,
+    matrix_to_pose,
+    pose_to_matrix,
+    rgb_to_image,
+    sec_to_stamp,
+)
+from mast3r_ros.ros.common.tf_io import TransformUnavailable
+from mast3r_ros.ros.mapper.node import MapperNode
 from mast3r_ros.srv import LoadMap
 
 SUCCESS = TransitionCallbackReturn.SUCCESS
@@ -148,25 +155,39 @@ def test_bad_input_params_and_early_build(rig: Any, frames: list[np.ndarray]) ->
     assert node._state_machine.current_state[1] == "active"
 
 
-def test_odometry_motion_selects_keyframes(rig: Any, frames: list[np.ndarray]) -> None:
+def _odom_known(node: MapperNode, t: float) -> bool:
+    try:
+        node._tf.lookup("odom", "base_link", sec_to_stamp(t))
+    except TransformUnavailable:
+        return False
+    return True
+
+
+def test_odometry_topic_motion_selects_keyframes(rig: Any, frames: list[np.ndarray]) -> None:
+    """Odometry from a nav_msgs/Odometry topic (parameter odom_topic, bound at run time) and no
+    camera mounting on TF: the fallback parameter base_T_camera (identity) is used, and said."""
     _, node, probe = rig
     _reset(probe, node)
-    assert node._odom.channel == "odometry topic odom", node._odom.channel  # no tf2_ros here
-    stamps, xs = [500.0, 501.0, 502.0], [0.0, 0.03, 0.4]
-    for t, x in zip(stamps, xs):
-        T = np.eye(4)
-        T[0, 3] = x
-        odom = Odometry()
-        odom.header.stamp, odom.header.frame_id, odom.child_frame_id = sec_to_stamp(t), "odom", "b"
-        odom.pose.pose = matrix_to_pose(T)
-        probe.odom_pub.publish(odom)
-    assert wait_for(lambda: len(node._odom._history) >= 3, 5.0)
-    info = probe.camera_info(K_DEMO, 640, 480)
-    for t in stamps:  # the same view each time: only odometry motion can make keyframes
-        _send(node, probe, _img(frames[1], t), info)
+    assert node.set_parameters([Parameter("odom_topic", value="odom")])[0].successful
+    try:
+        stamps, xs = [500.0, 501.0, 502.0], [0.0, 0.03, 0.4]
+        for t, x in zip(stamps, xs):
+            T = np.eye(4)
+            T[0, 3] = x
+            odom = Odometry()
+            odom.header.stamp = sec_to_stamp(t)
+            odom.pose.pose = matrix_to_pose(T)
+            sent = lambda o=odom, t=t: (probe.odom_pub.publish(o), _odom_known(node, t))[1]  # noqa: E731
+            assert wait_for(sent, 5.0)
+        info = probe.camera_info(K_DEMO, 640, 480)
+        for t in stamps:  # the same view each time: only odometry motion can make keyframes
+            _send(node, probe, _img(frames[1], t), info)
+    finally:
+        node.set_parameters([Parameter("odom_topic", value="")])
     assert node.last_decision is not None and node.last_decision.test == "motion"
     assert len(node.keyframes) == 2
     assert node.keyframes[1].T_world_cam[0, 3] == pytest.approx(0.4)
+    assert "FALLBACK parameter base_T_camera" in node.odometry_note, node.odometry_note
     _reset(probe, node)
     assert not node.keyframes
 
@@ -178,37 +199,31 @@ def _gt_pose(data_dir: Path, index: int) -> np.ndarray:
 
 def test_build_with_odometry_poses_in_odom_frame(rig: Any, frames: list[np.ndarray],
                                                  data_dir: Path) -> None:
+    """Odometry and the camera mounting from TF (odom -> base_link -> camera_optical)."""
     _, node, probe = rig
     _reset(probe, node)
-    T_base_cam = np.eye(4)
-    T_base_cam[:3, 3] = [0.1, 0.0, 0.2]  # camera 10 cm forward, 20 cm up (x y z qx qy qz qw)
-    xyzq = [0.1, 0.0, 0.2, 0.0, 0.0, 0.0, 1.0]
-    assert node.set_parameters([Parameter("base_T_camera", value=xyzq)])[0].successful
-    try:
-        idx, stamps = [0, 4, 8], [600.0, 601.0, 602.0]
-        gt = [_gt_pose(data_dir, i) for i in idx]
-        cached_before = _cached(node)
-        for t, T_odom_cam in zip(stamps, gt):
-            odom = Odometry()
-            odom.header.stamp, odom.header.frame_id = sec_to_stamp(t), "odom"
-            odom.pose.pose = matrix_to_pose(T_odom_cam @ np.linalg.inv(T_base_cam))
-            probe.odom_pub.publish(odom)
-        assert wait_for(lambda: sum(h[0] >= 600 for h in node._odom._history) == 3, 5.0)
-        info = probe.camera_info(K_DEMO, 640, 480)
-        for t, i in zip(stamps, idx):
-            _send(node, probe, _img(frames[i], t), info)
-        assert len(node.keyframes) == 3, node.counters.last_reason
-        # the background pairwise stage caches every pair of the scene graph (3 views: 3 pairs)
-        assert wait_for(node.pairs_idle, 120.0)
-        new = _cached(node) - cached_before
-        assert len(new) == 3
-        # 7-Scenes rotations are not exactly orthonormal: the quaternion round trip moves them
-        np.testing.assert_allclose(node.keyframes[2].T_world_cam, gt[2], atol=2e-4)
-        ok, message = node.build()
-        assert ok, message
-        assert _cached(node) == cached_before | new  # the alignment needed no other pair
-    finally:
-        node.set_parameters([Parameter("base_T_camera", value=[0.0] * 6 + [1.0])])
+    T_base_cam = camera_mount()
+    probe.send_tf("base_link", "camera_optical", T_base_cam, 0.0, static=True)
+    idx, stamps = [0, 4, 8], [600.0, 601.0, 602.0]
+    gt = [_gt_pose(data_dir, i) for i in idx]
+    cached_before = _cached(node)
+    for t, T_odom_cam in zip(stamps, gt):
+        probe.send_tf("odom", "base_link", T_odom_cam @ np.linalg.inv(T_base_cam), t)
+    assert wait_for(lambda: _odom_known(node, 600.0) and _odom_known(node, 602.0), 5.0)
+    info = probe.camera_info(K_DEMO, 640, 480)
+    for t, i in zip(stamps, idx):
+        _send(node, probe, _img(frames[i], t), info)
+    assert len(node.keyframes) == 3, node.counters.last_reason
+    # the background pairwise stage caches every pair of the scene graph (3 views: 3 pairs)
+    assert wait_for(node.pairs_idle, 120.0)
+    new = _cached(node) - cached_before
+    assert len(new) == 3
+    # 7-Scenes rotations are not exactly orthonormal: the quaternion round trip moves them
+    np.testing.assert_allclose(node.keyframes[2].T_world_cam, gt[2], atol=2e-4)
+    assert node.odometry_note == "odometry ok; camera extrinsic: tf (static)"
+    ok, message = node.build()
+    assert ok, message
+    assert _cached(node) == cached_before | new  # the alignment needed no other pair
     poses = node.kmap.poses()  # similarity onto the odometry: first camera exact, same spread
     np.testing.assert_allclose(poses[0], gt[0], atol=2e-4)
     rms = lambda c: np.sqrt(np.mean(np.sum((c - c[0]) ** 2, axis=1)))  # noqa: E731

@@ -34,6 +34,7 @@ from mast3r_ros.core.io.image import (
 from mast3r_ros.core.io.raw import (
     DEPTH_ENCODINGS,
     RAW_ENCODINGS,
+    check_raw_image,
     decode_raw_depth,
     decode_raw_image,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "decode_depth_bytes",
     "probe_image_size",
     "check_pixels",
+    "check_raw_image",
     "decode_raw_image",
     "decode_raw_depth",
     "RAW_ENCODINGS",

@@ -23,7 +23,7 @@ from mast3r_ros.core.errors import ImageError
 from mast3r_ros.core.io.image import check_pixels
 
 __all__ = ["RawEncoding", "RAW_ENCODINGS", "DEPTH_ENCODINGS", "MAX_MISSING_TAIL",
-           "decode_raw_image", "decode_raw_depth"]
+           "check_raw_image", "decode_raw_image", "decode_raw_depth"]
 
 #: bytes of the last row's padding that may be missing from the data (see the module docstring)
 MAX_MISSING_TAIL = 4096
@@ -75,9 +75,9 @@ def _dim(value: Any, name: str) -> int:
     return v
 
 
-def _rows(layout: RawEncoding, encoding: str, height: Any, width: Any, step: Any,
-          is_bigendian: Any, data: Any, max_pixels: int) -> np.ndarray:
-    """(H, W, C) samples of the message in native byte order, sizes checked before any copy."""
+def _checked(layout: RawEncoding, encoding: str, height: Any, width: Any, step: Any,
+             data: Any, max_pixels: int) -> tuple[np.ndarray, int, int, int, int]:
+    """The data as uint8 and (h, w, step, row bytes), every size checked, nothing copied."""
     h, w, s = _dim(height, "height"), _dim(width, "width"), _dim(step, "step")
     check_pixels(w, h, max_pixels)
     item = np.dtype(layout.dtype).itemsize
@@ -93,6 +93,27 @@ def _rows(layout: RawEncoding, encoding: str, height: Any, width: Any, step: Any
     if buf.size < full - min(s - row_bytes, MAX_MISSING_TAIL):
         raise ImageError(f"image data truncated or step inconsistent: {buf.size} bytes for {h} "
                          f"rows of step {s} ({full} bytes expected); check step and height")
+    return buf, h, w, s, row_bytes
+
+
+def check_raw_image(encoding: str, height: Any, width: Any, step: Any, data: Any,
+                    max_pixels: int) -> None:
+    """Every check of :func:`decode_raw_image` without decoding (for another decoder).
+
+    Raises:
+        ImageError: as :func:`decode_raw_image`.
+    """
+    layout = RAW_ENCODINGS.get(encoding)
+    if layout is None:
+        raise ImageError(f"unsupported image encoding {encoding!r}; use one of "
+                         f"{sorted(RAW_ENCODINGS)}")
+    _checked(layout, encoding, height, width, step, data, max_pixels)
+
+
+def _rows(layout: RawEncoding, encoding: str, height: Any, width: Any, step: Any,
+          is_bigendian: Any, data: Any, max_pixels: int) -> np.ndarray:
+    """(H, W, C) samples of the message in native byte order, sizes checked before any copy."""
+    buf, h, w, s, row_bytes = _checked(layout, encoding, height, width, step, data, max_pixels)
     rows = np.lib.stride_tricks.as_strided(buf, shape=(h, row_bytes), strides=(s, 1),
                                            writeable=False)
     dtype = np.dtype(layout.dtype).newbyteorder(">" if is_bigendian else "<")

@@ -7,8 +7,10 @@ all use it, so the checkpoint is loaded once per process and resolved the same w
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
+import tempfile
 from pathlib import Path
 from typing import Mapping, Optional
 
@@ -16,7 +18,7 @@ from mast3r_ros.core.config import ModelConfig
 from mast3r_ros.core.errors import CheckpointError
 from mast3r_ros.core.model.device import resolve_device
 from mast3r_ros.core.model.engine import InferenceEngine
-from mast3r_ros.core.model.weights import load_model
+from mast3r_ros.core.model.weights import find_in_hf_cache, load_model
 
 __all__ = ["CHECKPOINT_ENV", "resolve_checkpoint", "checkpoint_id", "make_engine"]
 
@@ -41,13 +43,69 @@ def resolve_checkpoint(cfg: ModelConfig, environ: Optional[Mapping[str, str]] = 
     return path
 
 
-def checkpoint_id(path: Path) -> str:
+def _files(path: Path) -> list[Path]:
+    return sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+
+
+def _signature(files: list[Path]) -> str:
+    """What must not change for a cached hash to stay valid: real paths, sizes, mtimes."""
+    parts = []
+    for f in files:
+        st = f.stat()
+        parts.append(f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _hash_cache_file() -> Path:
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(root) / "mast3r_ros" / "checkpoint_ids.json"
+
+
+def _read_cache(path: Path) -> dict[str, str]:
+    try:
+        if path.is_file() and path.stat().st_size < (1 << 20):
+            data = json.loads(path.read_text())
+            if isinstance(data, dict):
+                return {str(k): str(v) for k, v in data.items()}
+    except (OSError, ValueError):
+        pass
+    return {}
+
+
+def _write_cache(path: Path, entries: dict[str, str]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump(dict(list(entries.items())[-64:]), f)
+        os.replace(tmp, path)
+    except OSError as exc:  # read-only home etc.: the hash is just computed again next time
+        log.debug("cannot write the checkpoint hash cache %s: %s", path, exc)
+
+
+def checkpoint_id(path: Path, cache: bool = True) -> str:
     """sha256 of a checkpoint file (or of the sorted files of a Hugging Face directory).
+
+    Hashing the 2.75 GB release takes seconds, so the result is remembered in
+    ``$XDG_CACHE_HOME/mast3r_ros/checkpoint_ids.json`` under the files' real paths, sizes and
+    modification times; any change to them means hashing again.
+
+    Args:
+        path: checkpoint file or directory.
+        cache: use and update the cache.
 
     Raises:
         CheckpointError: the file cannot be read.
     """
-    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    try:
+        files = _files(path)
+        key = _signature(files)
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
+    store = _hash_cache_file()
+    entries = _read_cache(store) if cache else {}
+    if key in entries:
+        return entries[key]
     h = hashlib.sha256()
     try:
         for f in files:
@@ -56,7 +114,11 @@ def checkpoint_id(path: Path) -> str:
                     h.update(chunk)
     except OSError as exc:
         raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
-    return h.hexdigest()
+    digest = h.hexdigest()
+    if cache:
+        entries[key] = digest
+        _write_cache(store, entries)
+    return digest
 
 
 def make_engine(cfg: ModelConfig) -> InferenceEngine:
@@ -67,8 +129,9 @@ def make_engine(cfg: ModelConfig) -> InferenceEngine:
             precision and network input size.
 
     Returns:
-        An engine whose ``model_id`` is the checkpoint's sha256 (or the HF cache id when the
-        checkpoint is not a local path) and whose ``image_size`` is ``cfg.image_size``.
+        An engine whose ``model_id`` is the checkpoint's sha256 (for an HF cache id: of the
+        snapshot's files, so another snapshot is another model) and whose ``image_size`` is
+        ``cfg.image_size``.
 
     Raises:
         CheckpointError: no checkpoint configured, missing, unreadable or invalid.
@@ -78,7 +141,7 @@ def make_engine(cfg: ModelConfig) -> InferenceEngine:
     device = resolve_device(cfg.device)
     model = load_model(path, device)
     p = Path(os.path.expanduser(path))
-    model_id = checkpoint_id(p) if p.exists() else str(path)
+    model_id = checkpoint_id(p if p.exists() else find_in_hf_cache(str(path)))
     log.info("loaded MASt3R checkpoint %s (id %s...) on %s", path, model_id[:12], device)
     return InferenceEngine(model, device, cfg.precision, model_id=model_id,
                            image_size=cfg.image_size)

@@ -181,3 +181,18 @@ def test_cuda_plumbing(tiny_checkpoint, kmap, rng) -> None:
                    MatchingConfig(desc_conf_threshold=0.0, subsample=4), geometry=True)
     assert all(len(m) > 0 and np.all(np.isfinite(m.xy_query)) for m in res.pairs)
     assert res.geometry is not None
+
+
+def test_checkpoint_id_cache_follows_the_file(tmp_path, monkeypatch) -> None:
+    """The remembered hash is reused for the same file and recomputed once the file changes."""
+    import hashlib
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    f = tmp_path / "w.pth"
+    f.write_bytes(b"a" * 1000)
+    first = checkpoint_id(f)
+    assert first == hashlib.sha256(b"a" * 1000).hexdigest()
+    assert (tmp_path / "cache" / "mast3r_ros" / "checkpoint_ids.json").is_file()
+    f.write_bytes(b"b" * 1001)  # size (and mtime) change: hashed again
+    assert checkpoint_id(f) == hashlib.sha256(b"b" * 1001).hexdigest()
+    assert checkpoint_id(f, cache=False) == checkpoint_id(f)

@@ -19,7 +19,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from mast3r_ros.core.types import LocalizationResult, Timings
 from mast3r_ros.msg import LocalizationStatus
-from mast3r_ros.ros.conversions import covariance_to_ros, matrix_to_pose, matrix_to_transform
+from mast3r_ros.ros.common.conversions import covariance_to_ros, matrix_to_pose, matrix_to_transform
 
 __all__ = ["FrameCounters", "FrameTimes", "NodeCounters", "status_msg", "pose_msg",
            "transform_msg", "keyframe_markers", "diagnostics_msg"]
@@ -51,6 +51,8 @@ class FrameCounters:
     processed: int = 0
     rejected: int = 0
     errors: int = 0     # unexpected exceptions (not bad input)
+    last_state: str = ""
+    last_reason: str = ""
 
 
 @dataclass
@@ -74,6 +76,7 @@ def status_msg(header: Header, state: str, reason: str, counters: NodeCounters,
     """The ``localization_status`` message of one frame (``result`` None: frame not processed)."""
     msg = LocalizationStatus(header=header, state=state, reason=reason)
     msg.frames_dropped, msg.frames_processed = counters.dropped, counters.processed
+    msg.latency_queue = float(times.queue)
     msg.latency_conversion = float(times.conversion)
     msg.latency_total = float(times.total)
     msg.backend = backend

@@ -24,52 +24,50 @@ from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
+from mast3r_ros.core.config import InputConfig
 from mast3r_ros.core.errors import ImageError, InputError, IntrinsicsError
 from mast3r_ros.core.geometry.camera import intrinsics_problem, scale_intrinsics
+from mast3r_ros.core.io import (
+    RAW_ENCODINGS,
+    CompressedImageRecord,
+    ImageRecord,
+    check_raw_image,
+    decode_image_bytes,
+    decode_raw_image,
+)
+from mast3r_ros.core.io.bag import BagItem
 
 __all__ = [
-    "ENCODINGS", "image_to_rgb", "compressed_to_rgb", "rgb_to_image", "camera_info_to_K",
-    "K_for_image", "stamp_to_sec", "sec_to_stamp", "matrix_to_pose", "pose_to_matrix",
-    "matrix_to_transform", "points_to_cloud", "cloud_to_points", "covariance_to_ros",
+    "ENCODINGS", "image_to_rgb", "compressed_to_rgb", "record_to_msg", "rgb_to_image",
+    "camera_info_to_K",
+    "K_for_image", "stamp_to_sec", "sec_to_stamp", "stamp_to_ns", "ns_to_stamp",
+    "matrix_to_pose", "pose_to_matrix", "matrix_to_transform", "points_to_cloud",
+    "cloud_to_points", "covariance_to_ros",
 ]
 
-#: encoding -> (channels, numpy dtype, OpenCV conversion to RGB or None)
-ENCODINGS: dict[str, tuple[int, Any, Optional[int]]] = {
-    "rgb8": (3, np.uint8, None),
-    "bgr8": (3, np.uint8, cv2.COLOR_BGR2RGB),
-    "rgba8": (4, np.uint8, cv2.COLOR_RGBA2RGB),
-    "bgra8": (4, np.uint8, cv2.COLOR_BGRA2RGB),
-    "mono8": (1, np.uint8, cv2.COLOR_GRAY2RGB),
-    "8UC1": (1, np.uint8, cv2.COLOR_GRAY2RGB),
-    "8UC3": (3, np.uint8, cv2.COLOR_BGR2RGB),
-    "mono16": (1, np.uint16, cv2.COLOR_GRAY2RGB),
-    "16UC1": (1, np.uint16, cv2.COLOR_GRAY2RGB),
-}
+#: encodings accepted by :func:`image_to_rgb` (the decoder is :mod:`mast3r_ros.core.io`)
+ENCODINGS = tuple(sorted(RAW_ENCODINGS))
 
 #: default upper bound on width * height (pixels) accepted from the network
-DEFAULT_MAX_PIXELS = 4096 * 4096
+DEFAULT_MAX_PIXELS = InputConfig.max_image_pixels
 
 
 @functools.lru_cache(maxsize=1)
 def _cv_bridge() -> Any:
     """A ``cv_bridge.CvBridge`` when the ROS 2 package imports, else None."""
     try:
-        from cv_bridge import CvBridge  # type: ignore[import-not-found]
+        from cv_bridge import CvBridge
     except Exception:  # noqa: BLE001 - absent or broken (PyPI's ROS 1 cv-bridge): use ours
         return None
     return CvBridge()
 
 
-def _check_size(width: int, height: int, max_pixels: int) -> None:
-    if width <= 0 or height <= 0:
-        raise ImageError(f"image has zero size ({width}x{height}); check the camera driver")
-    if width * height > max_pixels:
-        raise ImageError(f"image {width}x{height} exceeds the limit of {max_pixels} pixels; "
-                         "downscale it on the camera side or raise max_image_pixels")
-
-
 def image_to_rgb(msg: Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Convert a ``sensor_msgs/Image`` to an RGB array.
+
+    Every size is checked by :func:`mast3r_ros.core.io.check_raw_image` before anything is
+    allocated; 8-bit images then go through ``cv_bridge`` when it imports (same result), all
+    others through :func:`mast3r_ros.core.io.decode_raw_image`.
 
     Args:
         msg: the image; ``step`` may include row padding; ``is_bigendian`` is honoured for 16-bit.
@@ -81,52 +79,46 @@ def image_to_rgb(msg: Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray
     Raises:
         ImageError: unknown encoding, zero or oversized image, ``step`` too small, truncated data.
     """
-    enc = msg.encoding
-    if enc not in ENCODINGS:
-        raise ImageError(f"unsupported image encoding {enc!r}; use one of {sorted(ENCODINGS)}")
-    channels, dtype, code = ENCODINGS[enc]
-    width, height, step = int(msg.width), int(msg.height), int(msg.step)
-    _check_size(width, height, max_pixels)
-    itemsize = np.dtype(dtype).itemsize
-    row_bytes = width * channels * itemsize
-    if step < row_bytes:
-        raise ImageError(f"image step {step} < width*channels*bytes = {row_bytes} ({enc})")
-    if len(msg.data) < step * (height - 1) + row_bytes:
-        raise ImageError(f"image data truncated: {len(msg.data)} bytes for {height} rows of "
-                         f"step {step}")
+    fields = (msg.encoding, msg.height, msg.width, msg.step)
+    check_raw_image(*fields, msg.data, max_pixels)
     bridge = _cv_bridge()
-    if bridge is not None and itemsize == 1:
+    if bridge is not None and np.dtype(RAW_ENCODINGS[msg.encoding].dtype).itemsize == 1:
         return np.ascontiguousarray(bridge.imgmsg_to_cv2(msg, desired_encoding="rgb8"))
-    buf = np.frombuffer(msg.data, dtype=np.uint8, count=min(len(msg.data), step * height))
-    if buf.size < step * height:  # last row without its padding
-        buf = np.concatenate([buf, np.zeros(step * height - buf.size, np.uint8)])
-    rows = buf.reshape(height, step)[:, :row_bytes]
-    if itemsize == 1:
-        img = rows.reshape(height, width, channels)
-    else:
-        order = ">" if msg.is_bigendian else "<"
-        px = np.ascontiguousarray(rows).view(np.dtype(dtype).newbyteorder(order))
-        img = (px.reshape(height, width, channels) >> 8).astype(np.uint8)
-    if code is None:
-        return np.ascontiguousarray(img)
-    return cv2.cvtColor(np.ascontiguousarray(img), code)
+    return decode_raw_image(*fields, msg.is_bigendian, msg.data, max_pixels)
 
 
 def compressed_to_rgb(msg: CompressedImage, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decode a ``sensor_msgs/CompressedImage`` (jpeg, png, ...) to (H, W, 3) uint8 RGB.
+    """Decode a ``sensor_msgs/CompressedImage`` (jpeg, png, ...) to (H, W, 3) uint8 RGB; the size
+    is read from the header before decoding (:func:`mast3r_ros.core.io.decode_image_bytes`).
 
     Raises:
-        ImageError: empty or corrupt data, or an image larger than ``max_pixels``.
+        ImageError: empty, corrupt or unsupported data, or an image larger than ``max_pixels``.
     """
-    data = np.frombuffer(bytes(msg.data), dtype=np.uint8)
-    if data.size == 0:
-        raise ImageError("compressed image has no data")
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    if bgr is None or bgr.size == 0:
-        raise ImageError(f"cannot decode compressed image (format {msg.format!r}, "
-                         f"{data.size} bytes): corrupt or unsupported data")
-    _check_size(bgr.shape[1], bgr.shape[0], max_pixels)
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return decode_image_bytes(msg.data, max_pixels)
+
+
+def record_to_msg(record: BagItem) -> Image | CompressedImage | CameraInfo:
+    """The ``sensor_msgs`` message of a bag record of :func:`mast3r_ros.core.io.read_bag`
+    (fields as recorded; nothing is decoded)."""
+    header = Header(stamp=Time(sec=int(record.stamp_sec), nanosec=int(record.stamp_nanosec)),
+                    frame_id=record.frame_id)
+    if isinstance(record, ImageRecord):
+        return Image(header=header, encoding=record.encoding, height=int(record.height),
+                     width=int(record.width), step=int(record.step),
+                     is_bigendian=int(bool(record.is_bigendian)), data=record.data.tobytes())
+    if isinstance(record, CompressedImageRecord):
+        return CompressedImage(header=header, format=record.format, data=record.data.tobytes())
+    info = CameraInfo(header=header, width=int(record.width), height=int(record.height),
+                      distortion_model=record.distortion_model)
+    info.d = [float(v) for v in np.asarray(record.D).reshape(-1)]
+    info.k = [float(v) for v in record.K.reshape(-1)]
+    info.r = [float(v) for v in record.R.reshape(-1)]
+    info.p = [float(v) for v in record.P.reshape(-1)]
+    info.binning_x, info.binning_y = (int(v) for v in record.binning)
+    roi = record.roi
+    info.roi.x_offset, info.roi.y_offset = int(roi[0]), int(roi[1])
+    info.roi.height, info.roi.width, info.roi.do_rectify = int(roi[2]), int(roi[3]), bool(roi[4])
+    return info
 
 
 def rgb_to_image(rgb: np.ndarray, stamp: Time, frame_id: str, encoding: str = "rgb8") -> Image:
@@ -173,6 +165,16 @@ def K_for_image(K: np.ndarray, info_size: tuple[int, int],
 def stamp_to_sec(stamp: Time) -> float:
     """ROS time to float seconds."""
     return float(stamp.sec) + 1e-9 * float(stamp.nanosec)
+
+
+def stamp_to_ns(stamp: Time) -> int:
+    """ROS time to integer nanoseconds (exact)."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def ns_to_stamp(ns: int) -> Time:
+    """Integer nanoseconds (>= 0) to ROS time (exact)."""
+    return Time(sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
 
 
 def sec_to_stamp(t: float) -> Time:

@@ -13,24 +13,54 @@ import sys
 from pathlib import Path
 from typing import IO, Any, Optional, Sequence
 
-__all__ = ["REPO_ROOT", "ros_env", "node_command", "start_node", "stop_process"]
+from mast3r_ros.core.errors import ConfigError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-_MODULES = {"localizer": "mast3r_ros.ros.localizer_node", "replay": "mast3r_ros.ros.replay_node",
-            "mapper": "mast3r_ros.ros.mapper_node"}
+__all__ = ["package_share", "ros_env", "node_command", "start_node", "stop_process", "MODULES"]
+
+#: node name -> module whose ``main`` runs it (``python -m <module>``)
+MODULES = {"localizer": "mast3r_ros.ros.localizer.node", "replay": "mast3r_ros.ros.replay.node",
+           "mapper": "mast3r_ros.ros.mapper.node"}
 
 
-def _profile_file() -> str:
-    for candidate in (REPO_ROOT / "config" / "fastdds_localhost.xml",):
-        if candidate.exists():
-            return str(candidate)
+def _source_checkout() -> Optional[Path]:
+    """The source tree this module runs from (development), identified by its package.xml."""
+    for parent in Path(__file__).resolve().parents:
+        if (parent / "package.xml").is_file() and (parent / "mast3r_ros").is_dir():
+            return parent
+    return None
+
+
+def package_share() -> Path:
+    """The package's data directory (``config/``, ``launch/``, ``demo_data/``).
+
+    In order: ``$MAST3R_ROS_SHARE``; the source checkout this module runs from (development, so
+    that code and data come from the same tree); the installed ``share/mast3r_ros`` found through
+    the ament index (colcon or pip install).
+
+    Raises:
+        ConfigError: none of them exists.
+    """
+    env = os.environ.get("MAST3R_ROS_SHARE", "")
+    if env:
+        return Path(env)
+    checkout = _source_checkout()
+    if checkout is not None:
+        return checkout
     try:
         from ament_index_python.packages import get_package_share_directory
 
-        return str(Path(get_package_share_directory("mast3r_ros")) / "config" /
-                    "fastdds_localhost.xml")
-    except Exception:  # noqa: BLE001 - no ament index: keep Fast DDS defaults
-        return ""
+        return Path(get_package_share_directory("mast3r_ros"))
+    except Exception as exc:
+        raise ConfigError("cannot find the mast3r_ros share directory: install the package "
+                          "(colcon build / tools/setup.sh) or set MAST3R_ROS_SHARE") from exc
+
+
+def _profile_file() -> str:
+    try:
+        profile = package_share() / "config" / "fastdds_localhost.xml"
+    except ConfigError:
+        return ""  # keep Fast DDS defaults
+    return str(profile) if profile.is_file() else ""
 
 
 def ros_env(domain_id: Optional[int] = None,
@@ -64,7 +94,7 @@ def node_command(node: str, params: dict[str, Any], namespace: str = "",
                  params_file: Optional[Path] = None,
                  remaps: Sequence[tuple[str, str]] = ()) -> list[str]:
     """Command line of one node: ``python -m <module> --ros-args ...`` (``-p`` beats the file)."""
-    cmd = [sys.executable, "-m", _MODULES[node], "--ros-args"]
+    cmd = [sys.executable, "-m", MODULES[node], "--ros-args"]
     if namespace:
         cmd += ["-r", f"__ns:={namespace}"]
     for src, dst in remaps:
@@ -79,7 +109,8 @@ def node_command(node: str, params: dict[str, Any], namespace: str = "",
 def start_node(node: str, params: dict[str, Any], env: dict[str, str], log: Optional[IO] = None,
                **kwargs: Any) -> subprocess.Popen:
     """Start a node process (own process group, output to ``log`` or inherited)."""
-    return subprocess.Popen(node_command(node, params, **kwargs), env=env, cwd=REPO_ROOT,
+    # from a source checkout, run the child from it too, so that it imports the same code
+    return subprocess.Popen(node_command(node, params, **kwargs), env=env, cwd=_source_checkout(),
                             stdout=log, stderr=subprocess.STDOUT if log else None,
                             start_new_session=True)
 

@@ -26,21 +26,24 @@ import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
-from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from mast3r_ros.core.config import opt, validate_fields
 from mast3r_ros.core.errors import ConfigError, InputError
+from mast3r_ros.core.io import read_bag
 from mast3r_ros.core.map import read_matrix, read_rgb
 from mast3r_ros.msg import LocalizationStatus
-from mast3r_ros.ros.conversions import rgb_to_image, sec_to_stamp, stamp_to_sec
-from mast3r_ros.ros.params import config_from_values, declare_spec, iter_param_specs
+from mast3r_ros.ros.common.conversions import (
+    record_to_msg,
+    rgb_to_image,
+    sec_to_stamp,
+    stamp_to_sec,
+)
+from mast3r_ros.ros.common.params import config_from_values, declare_spec, iter_param_specs
 
 __all__ = ["ReplayConfig", "ReplayNode", "iter_folder", "iter_bag", "main"]
 
 logger = logging.getLogger(__name__)
-_IMAGE_TYPES = {"sensor_msgs/msg/Image": Image, "sensor_msgs/msg/CompressedImage": CompressedImage,
-                "sensor_msgs/msg/CameraInfo": CameraInfo}
 
 
 @dataclass(frozen=True)
@@ -88,16 +91,14 @@ def iter_folder(cfg: ReplayConfig) -> Iterator[tuple[str, np.ndarray]]:
 
 
 def iter_bag(path: str) -> Iterator[tuple[str, Any, float]]:
-    """(topic, rclpy message, bag time s) of every image/camera_info message of a rosbag2."""
-    from rosbags.rosbag2 import Reader
-
-    with Reader(path) as reader:
-        conns = [c for c in reader.connections if c.msgtype in _IMAGE_TYPES]
-        if not conns:
-            raise InputError(f"{path}: no sensor_msgs Image/CompressedImage/CameraInfo topics")
-        for conn, t_ns, raw in reader.messages(connections=conns):
-            msg = deserialize_message(bytes(raw), _IMAGE_TYPES[conn.msgtype])
-            yield conn.topic, msg, t_ns * 1e-9
+    """(topic, rclpy message, bag time s) of every image/camera_info message of a rosbag2, read
+    with the package's one bag reader (:func:`mast3r_ros.core.io.read_bag`)."""
+    found = False
+    for record in read_bag(path):
+        found = True
+        yield record.topic, record_to_msg(record), record.bag_time_ns * 1e-9
+    if not found:
+        raise InputError(f"{path}: no sensor_msgs Image/CompressedImage/CameraInfo messages")
 
 
 class ReplayNode(Node):

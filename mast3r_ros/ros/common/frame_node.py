@@ -8,7 +8,11 @@ Mix :class:`FrameNodeMixin` in before ``rclpy.lifecycle.LifecycleNode``, call
 * ``_process(pending)``: handle one slot entry (called with ``_work_lock`` held, node active);
 * ``_release_locks()``: the locks ``_release`` takes (in order) so that running work finishes
   before the node's publishers and resources go;
-* ``_release_resources()``: drop the node's own resources (called with those locks held).
+* ``_release_resources()``: drop the node's own resources (called with those locks held);
+* ``_on_deactivate_extra()``: stop what only runs while active (optional).
+
+Lifecycle transitions hold ``_lifecycle_lock`` (re-entrant); a service that swaps resources takes
+it too, so that a ``cleanup`` can never land in the middle of it.
 
 The image callback only keeps the newest message (queue of one; an overwritten message counts as
 dropped in ``counters.dropped``) and triggers ``_wakeup``, a guard condition running ``_on_work``.
@@ -19,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import numpy as np
 import rclpy
@@ -30,7 +34,13 @@ from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
-from mast3r_ros.ros.conversions import K_for_image, camera_info_to_K
+from mast3r_ros.ros.common.conversions import K_for_image, camera_info_to_K
+from mast3r_ros.ros.common.outputs import FrameCounters
+
+if TYPE_CHECKING:  # the mixins are mixed into a LifecycleNode; tell the type checker so
+    from rclpy.lifecycle import LifecycleNode as _NodeBase
+else:
+    _NodeBase = object
 
 __all__ = ["FrameNodeMixin", "LATCHED_QOS", "THROTTLE_S", "run_lifecycle_main"]
 
@@ -41,14 +51,16 @@ LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
 THROTTLE_S = 2.0
 
 
-class FrameNodeMixin:
+class FrameNodeMixin(_NodeBase):
     """Latest-frame slot, image ingestion and the release on cleanup/shutdown/error of a node.
 
     State it owns: ``_slot_lock``, ``_work_lock``, ``_pending``, ``_active``, ``_entities``
     (lifecycle publishers), ``_subs`` (subscriptions) and ``_camera_info``. It uses the node's
-    ``counters`` (an :class:`~mast3r_ros.ros.outputs.FrameCounters` with ``last_state`` and
+    ``counters`` (an :class:`~mast3r_ros.ros.common.outputs.FrameCounters` with ``last_state`` and
     ``last_reason``) and ``_wakeup``.
     """
+
+    counters: FrameCounters
 
     def _init_frame_node(self) -> None:
         """Create the callback groups and the slot state; call early in the node's ``__init__``.
@@ -60,6 +72,7 @@ class FrameNodeMixin:
         self._work_group = MutuallyExclusiveCallbackGroup()
         self._srv_group = MutuallyExclusiveCallbackGroup()
         self._slot_lock = threading.Lock()
+        self._lifecycle_lock = threading.RLock()  # transitions vs. resource-swapping services
         self._work_lock = threading.Lock()  # held while a frame is processed; release waits on it
         self._pending: Any = None
         self._active = False
@@ -77,7 +90,20 @@ class FrameNodeMixin:
         self._wakeup = self.create_guard_condition(self._on_work, callback_group=self._work_group)
         self._safety_timer = self.create_timer(0.1, self._on_work, callback_group=self._work_group)
 
+    def _retime_diagnostics(self, period: float) -> None:
+        """Re-create the diagnostics timer with a new period (parameter change)."""
+        self.destroy_timer(self._diag_timer)
+        self._diag_timer = self.create_timer(period, self._publish_diagnostics,
+                                             callback_group=self._srv_group)
+
     # ------------------------------------------------------------------ hooks
+    def _publish_diagnostics(self) -> None:
+        """Publish one ``/diagnostics`` message (timer callback)."""
+        raise NotImplementedError
+
+    def _on_deactivate_extra(self) -> None:
+        """Stop what runs only while active (called by ``on_deactivate``)."""
+
     def _make_pending(self, msg: Any, compressed: bool) -> Any:
         """What the slot keeps for one image message (called in the image callback)."""
         return (msg, compressed)
@@ -161,11 +187,13 @@ class FrameNodeMixin:
         return TransitionCallbackReturn.FAILURE
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._active = False
-        with self._slot_lock:
-            self._pending = None
-        self.counters.last_state = "inactive"
-        return super().on_deactivate(state)
+        with self._lifecycle_lock:
+            self._active = False
+            with self._slot_lock:
+                self._pending = None
+            self._on_deactivate_extra()
+            self.counters.last_state = "inactive"
+            return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._release()
@@ -183,6 +211,8 @@ class FrameNodeMixin:
     def _release(self) -> None:
         self._active = False
         with contextlib.ExitStack() as stack:  # let running work finish before its outputs go
+            stack.enter_context(self._lifecycle_lock)
+            self._on_deactivate_extra()
             for lock in self._release_locks():
                 stack.enter_context(lock)
             for pub in self._entities:
@@ -195,7 +225,10 @@ class FrameNodeMixin:
 
 
 def run_lifecycle_main(make_node: Callable[[], Any], args: Optional[list[str]] = None) -> int:
-    """Spin a lifecycle node on a 4-thread ``MultiThreadedExecutor`` until shutdown.
+    """Spin a lifecycle node on a 4-thread ``MultiThreadedExecutor`` until shutdown (SIGINT).
+
+    On the way out everything configure created is released (as in ``cleanup``) before the node
+    and the context go, so that no helper thread runs into a destroyed context.
 
     Args:
         make_node: builds the node (called after ``rclpy.init``); the node has ``cfg.autostart``.
@@ -217,6 +250,7 @@ def run_lifecycle_main(make_node: Callable[[], Any], args: Optional[list[str]] =
         pass
     finally:
         executor.shutdown()
+        node._release()  # stop the node's own threads (TF helper, workers) before teardown
         node.destroy_node()
         rclpy.try_shutdown()
     return 0

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from dataclasses import MISSING
 from typing import Any, Iterator
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 
-from mast3r_ros.core.errors import ConfigError
+from mast3r_ros.core.config import config_from_flat, leaf_fields
 
 __all__ = ["ParamSpec", "iter_param_specs", "descriptor_for", "declare_spec",
            "config_from_values", "config_to_values"]
@@ -37,26 +36,13 @@ class ParamSpec:
     read_only: bool
 
 
-def _default_of(f: dataclasses.Field) -> Any:
-    if f.default is not MISSING:
-        return f.default
-    if f.default_factory is not MISSING:  # type: ignore[misc]
-        return f.default_factory()  # type: ignore[misc]
-    raise ConfigError(f"config field {f.name} has no default; every config field needs one")
-
-
 def iter_param_specs(cls: type, prefix: str = "") -> Iterator[ParamSpec]:
     """Leaf fields of ``cls`` (recursing into nested dataclasses) as :class:`ParamSpec`."""
-    for f in dataclasses.fields(cls):
-        default = _default_of(f)
-        if dataclasses.is_dataclass(default):
-            yield from iter_param_specs(type(default), f"{prefix}{f.name}.")
-            continue
-        if isinstance(default, tuple):
-            default = list(default)
+    for name, f, default in leaf_fields(cls, prefix):
         md = f.metadata
-        yield ParamSpec(f"{prefix}{f.name}", default, md.get("help", ""), md.get("range"),
-                        md.get("choices"), bool(md.get("read_only", False)))
+        yield ParamSpec(name, list(default) if isinstance(default, tuple) else default,
+                        md.get("help", ""), md.get("range"), md.get("choices"),
+                        bool(md.get("read_only", False)))
 
 
 def descriptor_for(spec: ParamSpec) -> ParameterDescriptor:
@@ -89,32 +75,22 @@ def descriptor_for(spec: ParamSpec) -> ParameterDescriptor:
     return d
 
 
+def _param_value(default: Any, value: Any) -> Any:
+    """A ROS parameter value in the field's Python type (arrays -> tuples, ints for floats)."""
+    if isinstance(default, tuple):
+        return tuple(float(v) for v in value)
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
 def config_from_values(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
     """Build ``cls`` from dotted parameter values (missing names keep their defaults).
 
     Raises:
         ConfigError: a value is out of range, of the wrong type or inconsistent.
     """
-    kwargs: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        default = _default_of(f)
-        name = f"{prefix}{f.name}"
-        if dataclasses.is_dataclass(default):
-            kwargs[f.name] = config_from_values(type(default), values, f"{name}.")
-        elif name in values:
-            value = values[name]
-            if isinstance(default, tuple):
-                value = tuple(float(v) for v in value)
-            elif (isinstance(default, float) and isinstance(value, int)
-                  and not isinstance(value, bool)):
-                value = float(value)
-            kwargs[f.name] = value
-    try:
-        return cls(**kwargs)
-    except ConfigError:
-        raise
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"invalid {cls.__name__} parameters: {exc}") from exc
+    return config_from_flat(cls, values, prefix, _param_value)
 
 
 def config_to_values(cfg: Any, prefix: str = "") -> dict[str, Any]:

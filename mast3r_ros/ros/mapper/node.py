@@ -17,8 +17,12 @@ Frames: keyframe poses and the cloud are in the alignment's world frame, publish
 ``map_frame``: the odometry frame when odometry poses are used (similarity onto them), else the
 camera at the root of the alignment's spanning tree.
 
-Topics (relative names): in ``image``, ``image/compressed``, ``camera_info``, ``odom``
-(``nav_msgs/Odometry`` when tf2 is unavailable; else TF ``odom_frame -> base_frame``); out
+Odometry: TF ``odom_frame -> base_frame`` at each image stamp (optionally fed from a
+``nav_msgs/Odometry`` topic, parameter ``odom_topic``), composed with the camera extrinsic from TF
+(``base_frame <- camera frame``, fallback parameter ``base_T_camera``), on the same TF helper node
+and thread as the localizer's (:class:`~mast3r_ros.ros.common.tf_io.TfIo`).
+
+Topics (relative names): in ``image``, ``image/compressed``, ``camera_info``, TF; out
 ``keyframe_path`` (``nav_msgs/Path``) and ``map_cloud`` (``PointCloud2``), both latched, and
 ``/diagnostics``. Services: ``build_map`` (``std_srvs/Trigger``), ``save_map``
 (``mast3r_ros/srv/LoadMap``: ``path``, empty = parameter ``map_path``), ``clear_keyframes``
@@ -30,7 +34,6 @@ from __future__ import annotations
 import tempfile
 import threading
 import traceback
-from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -41,18 +44,19 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from sensor_msgs.msg import PointCloud2
 from std_srvs.srv import Trigger
 
-from mast3r_ros.core.config import (KeyframeSelectionConfig, MapperNodeConfig, MappingConfig,
-                                    ModelConfig)
+from mast3r_ros.core.config import KeyframeSelectionConfig, MappingConfig, ModelConfig
 from mast3r_ros.core.errors import ConfigError, InputError, Mast3rRosError
 from mast3r_ros.core.mapping.keyframe_selection import KeyframeDecision, KeyframeSelector
-from mast3r_ros.ros.conversions import compressed_to_rgb, image_to_rgb, stamp_to_sec
-from mast3r_ros.ros.frame_node import (LATCHED_QOS as _LATCHED, THROTTLE_S as _THROTTLE_S,
-                                       FrameNodeMixin, run_lifecycle_main)
-from mast3r_ros.ros.mapper_services import MapperServicesMixin
-from mast3r_ros.ros.outputs import FrameCounters
-from mast3r_ros.ros.params import config_from_values, declare_spec, iter_param_specs
-from mast3r_ros.ros.tf_bridge import OdomSource
-from mast3r_ros.ros.transforms import xyzquat_to_matrix
+from mast3r_ros.ros.common.conversions import compressed_to_rgb, image_to_rgb, stamp_to_sec
+from mast3r_ros.ros.common.frame_node import LATCHED_QOS as _LATCHED
+from mast3r_ros.ros.common.frame_node import THROTTLE_S as _THROTTLE_S
+from mast3r_ros.ros.common.frame_node import FrameNodeMixin, run_lifecycle_main
+from mast3r_ros.ros.common.frames import ExtrinsicResolver, lookup_at_stamp
+from mast3r_ros.ros.common.node_config import MapperNodeConfig
+from mast3r_ros.ros.common.params import config_from_values, declare_spec, iter_param_specs
+from mast3r_ros.ros.common.tf_io import TfIo, TransformUnavailable
+from mast3r_ros.ros.mapper.base import MapperCounters, StoredKeyframe
+from mast3r_ros.ros.mapper.services import MapperServicesMixin
 from mast3r_ros.srv import LoadMap
 
 __all__ = ["MapperNode", "MapperCounters", "SECTIONS", "main"]
@@ -69,28 +73,6 @@ def _real_backend(model: ModelConfig) -> Any:
     from mast3r_ros.core.model.factory import make_engine
 
     return Mast3rBackend(make_engine(model))
-
-
-@dataclass
-class _Stored:
-    """One keyframe kept for the alignment (original resolution)."""
-
-    rgb: np.ndarray                 # (H, W, 3) uint8
-    K: Optional[np.ndarray]         # (3, 3) of this image, None when no camera_info
-    T_world_cam: Optional[np.ndarray]  # (4, 4) odometry camera pose (odom frame) or None
-    stamp: float                    # s
-
-
-@dataclass
-class MapperCounters(FrameCounters):
-    """Frame and build counters of the mapper since configure."""
-
-    keyframes_refused: int = 0
-    builds: int = 0
-    pairs_ready: int = 0
-    last_build_s: float = float("nan")
-    last_state: str = "unconfigured"
-    last_reason: str = "not configured"
 
 
 class MapperNode(MapperServicesMixin, FrameNodeMixin, LifecycleNode):
@@ -116,7 +98,7 @@ class MapperNode(MapperServicesMixin, FrameNodeMixin, LifecycleNode):
         self.map_cfg, self.kf_cfg = MappingConfig(), KeyframeSelectionConfig()
         try:
             self._apply(self._values)
-        except (ConfigError, InputError) as exc:
+        except ConfigError as exc:
             self.config_error = str(exc)
             self.get_logger().error(f"invalid parameters: {exc}")
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -128,14 +110,17 @@ class MapperNode(MapperServicesMixin, FrameNodeMixin, LifecycleNode):
         self._pair_todo: list[tuple[np.ndarray, np.ndarray]] = []  # image pairs to pre-compute
         self._tmp_cache: Optional[tempfile.TemporaryDirectory] = None
         self._backend: Any = None
-        self._odom: Optional[OdomSource] = None
-        self.keyframes: list[_Stored] = []
+        self._tf: Optional[TfIo] = None
+        self._frames: Optional[ExtrinsicResolver] = None
+        self.keyframes: list[StoredKeyframe] = []
+        self.odometry_note = "no frame yet"
         self.selector = KeyframeSelector(self.kf_cfg)
         self.last_decision: Optional[KeyframeDecision] = None
         self.kmap: Any = None            # the last built KeyframeMap
         self._built_count = 0            # keyframes used by the last build
         self.counters = MapperCounters()
-        self._create_frame_timers(self.cfg.diagnostics_period)
+        self._diag_period = self.cfg.diagnostics_period
+        self._create_frame_timers(self._diag_period)
         self._pairs_wakeup = self.create_guard_condition(self._on_pairs,
                                                          callback_group=self._pairs_group)
         if self.cfg.build_period > 0:
@@ -149,7 +134,6 @@ class MapperNode(MapperServicesMixin, FrameNodeMixin, LifecycleNode):
     # ------------------------------------------------------------------ parameters
     def _apply(self, values: dict[str, Any]) -> None:
         cfg = config_from_values(MapperNodeConfig, values)
-        xyzquat_to_matrix(cfg.base_T_camera)  # raises InputError on a zero quaternion
         model = config_from_values(ModelConfig, values, "model.")
         mapping = config_from_values(MappingConfig, values, "mapping.")
         kf = config_from_values(KeyframeSelectionConfig, values, "keyframes.")
@@ -160,14 +144,23 @@ class MapperNode(MapperServicesMixin, FrameNodeMixin, LifecycleNode):
         values.update({p.name: p.value for p in params if p.name in values})
         try:
             self._apply(values)
-        except (ConfigError, InputError) as exc:
+        except ConfigError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         self._values, self.config_error = values, ""
         self.selector.config = self.kf_cfg  # thresholds are read per frame
+        if self._tf is not None:
+            self._tf.set_odometry(self.cfg.odom_topic, self.cfg.odom_frame, self.cfg.base_frame)
+        if self.cfg.diagnostics_period != self._diag_period:
+            self._diag_period = self.cfg.diagnostics_period
+            self._retime_diagnostics(self._diag_period)
         return SetParametersResult(successful=True)
 
     # ------------------------------------------------------------------ lifecycle
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        with self._lifecycle_lock:
+            return self._configure()
+
+    def _configure(self) -> TransitionCallbackReturn:
         if self.config_error:
             return self._fail_transition(f"invalid parameters: {self.config_error}")
         try:
@@ -185,8 +178,8 @@ class MapperNode(MapperServicesMixin, FrameNodeMixin, LifecycleNode):
         self.counters = MapperCounters(last_state="configured", last_reason="configured")
         ckpt = self.model_cfg.checkpoint or "$MAST3R_CHECKPOINT"
         self.get_logger().info(f"configured: model {ckpt}"
-                               f" at {self.model_cfg.image_size} px, odometry via "
-                               f"{self._odom.channel if self._odom else 'none'}")
+                               f" at {self.model_cfg.image_size} px; TF "
+                               f"{self._tf.channel if self._tf else 'none'}")
         return TransitionCallbackReturn.SUCCESS
 
     def _create_io(self) -> None:
@@ -196,9 +189,15 @@ class MapperNode(MapperServicesMixin, FrameNodeMixin, LifecycleNode):
         self._entities = [self._path_pub, self._cloud_pub]
         self._subs = self._frame_subscriptions(g, "image", "image/compressed", "camera_info")
         c = self.cfg
-        self._odom = OdomSource(self, c.odom_frame, c.base_frame, c.odom_topic, g)
+        self._tf = TfIo(self)
+        self._tf.set_odometry(c.odom_topic, c.odom_frame, c.base_frame)
+        self._frames = ExtrinsicResolver(self._tf, self.get_logger().warning)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        with self._lifecycle_lock:
+            return self._activate(state)
+
+    def _activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         ret = super().on_activate(state)
         self._active = True
         self.counters.last_state = "mapping"
@@ -211,7 +210,10 @@ class MapperNode(MapperServicesMixin, FrameNodeMixin, LifecycleNode):
         return (self._work_lock, self._build_lock, self._engine_lock)  # let running work finish
 
     def _release_resources(self) -> None:
-        self._backend, self.kmap = None, None
+        self._backend, self.kmap, self._frames = None, None, None
+        if self._tf is not None:
+            self._tf.close()
+            self._tf = None
         self._clear_keyframes()
         if self._tmp_cache is not None:
             self._tmp_cache.cleanup()
@@ -251,10 +253,7 @@ class MapperNode(MapperServicesMixin, FrameNodeMixin, LifecycleNode):
         if K is None and cfg.require_camera_info:
             raise InputError("waiting for camera_info (set require_camera_info:=false to let the "
                              "alignment estimate the focal length)")
-        T = None
-        T_odom_base = self._odom.lookup(msg.header.stamp) if self._odom is not None else None
-        if T_odom_base is not None:
-            T = T_odom_base @ xyzquat_to_matrix(cfg.base_T_camera)
+        T = self._odometry_camera_pose(msg.header)
         stamp = stamp_to_sec(msg.header.stamp)
         with self._kf_lock:
             full = len(self.keyframes) >= cfg.max_keyframes
@@ -269,7 +268,7 @@ class MapperNode(MapperServicesMixin, FrameNodeMixin, LifecycleNode):
                 self.get_logger().warning(c.last_reason, throttle_duration_sec=30.0)
                 return
             if d.is_keyframe:
-                self.keyframes.append(_Stored(rgb, K, T, stamp))
+                self.keyframes.append(StoredKeyframe(rgb, K, T, stamp))
                 w = cfg.incremental_pairs if self.cache_dir() else 0
                 self._pair_todo += [(k.rgb, rgb) for k in self.keyframes[-1 - w:-1]]
             n = len(self.keyframes)
@@ -277,6 +276,23 @@ class MapperNode(MapperServicesMixin, FrameNodeMixin, LifecycleNode):
             self._pairs_wakeup.trigger()
         c.last_state = "mapping"
         c.last_reason = f"{'keyframe' if d.is_keyframe else 'frame'}: {d.reason} ({n} keyframes)"
+
+
+    def _odometry_camera_pose(self, header: Any) -> Optional[np.ndarray]:
+        """(4, 4) ``T_odom_cam`` at the image stamp (odometry + extrinsic), else None."""
+        cfg, tf, frames = self.cfg, self._tf, self._frames
+        if tf is None or frames is None:
+            return None
+        try:
+            T_odom_base = lookup_at_stamp(tf, cfg.odom_frame, cfg.base_frame, header.stamp,
+                                          cfg.transform_timeout)
+        except TransformUnavailable as exc:
+            self.odometry_note = f"no odometry at the image stamp: {exc}"
+            return None
+        ext = frames.resolve(cfg.base_frame, cfg.camera_frame or header.frame_id, header.stamp,
+                             cfg.transform_timeout, cfg.base_T_camera)
+        self.odometry_note = f"odometry ok; camera extrinsic: {ext.note}"
+        return T_odom_base @ ext.T_base_cam
 
 
 def main(args: Optional[list[str]] = None) -> int:

@@ -1,5 +1,5 @@
 """Alignment, services, background pairwise stage, latched map outputs and diagnostics of the
-mapper node (a mixin of :class:`~mast3r_ros.ros.mapper_node.MapperNode`).
+mapper node (a mixin of :class:`~mast3r_ros.ros.mapper.node.MapperNode`).
 
 Kept apart so that the node module stays a readable lifecycle + data-path file. The mixin uses the
 node's state: ``cfg``, ``model_cfg``, ``map_cfg``, ``_backend``, ``_active``, ``kmap``,
@@ -15,7 +15,6 @@ import traceback
 from typing import Any
 
 import numpy as np
-
 from diagnostic_msgs.msg import DiagnosticStatus
 from geometry_msgs.msg import PoseStamped
 from nav_msgs.msg import Path
@@ -23,14 +22,15 @@ from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 
 from mast3r_ros.core.errors import Mast3rRosError
-from mast3r_ros.ros import outputs
-from mast3r_ros.ros.conversions import matrix_to_pose, points_to_cloud, sec_to_stamp
+from mast3r_ros.ros.common import outputs
+from mast3r_ros.ros.common.conversions import matrix_to_pose, points_to_cloud, sec_to_stamp
+from mast3r_ros.ros.mapper.base import MapperBase
 from mast3r_ros.srv import LoadMap
 
 __all__ = ["MapperServicesMixin"]
 
 
-class MapperServicesMixin:
+class MapperServicesMixin(MapperBase):
     """``build_map`` / ``save_map`` / ``clear_keyframes``, pairwise stage, outputs, diagnostics."""
 
     def _publish_map(self, kmap: Any, stamps: list[float]) -> None:
@@ -62,11 +62,11 @@ class MapperServicesMixin:
         Returns:
             (success, message); failures are values, the previous map stays.
         """
-        if self._backend is None:
-            return False, "node is not configured; configure it first"
         if not self._build_lock.acquire(blocking=False):
             return False, "an alignment is already running"
         try:
+            if self._backend is None:  # checked under the lock: cleanup takes it too
+                return False, "node is not configured; configure it first"
             with self._kf_lock:
                 kfs = list(self.keyframes)
             if len(kfs) < 2:
@@ -118,10 +118,11 @@ class MapperServicesMixin:
             self._pairs_wakeup.trigger()  # pairs queued during the build
         from mast3r_ros.core.backends import encode_map
 
-        encode_map(res.kmap, self._backend)
-        res.kmap.meta = res.kmap.meta.replace(frame_id=cfg.map_frame,
-                                              source=f"{res.kmap.meta.source} (mapper node)")
-        return res.kmap
+        kmap: Any = res.kmap
+        encode_map(kmap, self._backend)
+        kmap.meta = kmap.meta.replace(frame_id=cfg.map_frame,
+                                      source=f"{kmap.meta.source} (mapper node)")
+        return kmap
 
     def pairs_idle(self) -> bool:
         """True when no keyframe pair is queued and the network is not in use."""
@@ -199,7 +200,7 @@ class MapperServicesMixin:
                   "frames_rejected": c.rejected, "keyframes_refused": c.keyframes_refused,
                   "internal_errors": c.errors, "builds": c.builds,
                   "pairs_ready": c.pairs_ready, "pairs_queued": len(self._pair_todo),
-                  "last_build_s": f"{c.last_build_s:.2f}"}
+                  "last_build_s": f"{c.last_build_s:.2f}", "odometry": self.odometry_note}
         self._diag_pub.publish(outputs.diagnostics_msg(
             self.get_clock().now().to_msg(), f"{self.get_name()}: mapping",
             self.get_fully_qualified_name(), level, c.last_reason, values))
