@@ -1,0 +1,1 @@
+def main(args=None): return 0
