@@ -23,7 +23,6 @@ processing; ``cleanup`` releases everything.
 from __future__ import annotations
 
 import dataclasses
-import traceback
 from typing import Any, Iterator, Optional
 
 from diagnostic_msgs.msg import DiagnosticStatus
@@ -34,7 +33,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
 from mast3r_ros.core.config import LocalizerConfig, TrackingConfig, flat_values, tracking_pipeline
-from mast3r_ros.core.errors import ConfigError, Mast3rRosError
+from mast3r_ros.core.errors import ConfigError
 from mast3r_ros.core.tracking import Tracker, TrackingState
 from mast3r_ros.msg import Keyframe, KeyframeGraph, TrackingStatus
 from mast3r_ros.ros.common.frame_node import LATCHED_QOS, FrameNodeMixin, run_lifecycle_main
@@ -135,14 +134,10 @@ class OdometryNode(OdometryServicesMixin, OdometryProcessingMixin, FrameNodeMixi
         with self._lifecycle_lock:
             if self.config_error:
                 return self._fail_transition(f"invalid parameters: {self.config_error}")
-            try:
-                tracker = Tracker(self.trk_cfg, self.loc_cfg)
-            except Mast3rRosError as exc:
-                return self._fail_transition(f"cannot create the tracker: {exc}")
-            except Exception as exc:  # noqa: BLE001 - report, stay unconfigured, keep serving
-                self.get_logger().error(traceback.format_exc())
-                return self._fail_transition(f"internal error while creating the tracker: "
-                                             f"{type(exc).__name__}: {exc}")
+            tracker = self._build_core(lambda: Tracker(self.trk_cfg, self.loc_cfg),
+                                       "create the tracker (model, backend)")
+            if isinstance(tracker, TransitionCallbackReturn):
+                return tracker
             with self._work_lock:
                 self._tracker = tracker
             self._create_io()
