@@ -1,7 +1,8 @@
 """Typed errors of mast3r_ros.
 
 Every error a user, a robot or a file can provoke is a subclass of :class:`Mast3rRosError`, with a
-message that says what went wrong and what to do. Expected outcomes ("could not localize this frame")
+message that says what went wrong and what to do. Expected outcomes ("could not localize this
+frame")
 are values (``LocalizationResult(success=False, reason=...)``), never exceptions.
 """
 

@@ -17,12 +17,17 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from mast3r_ros.core.errors import InputError
-from mast3r_ros.core.geometry.se3 import invert_pose, rotation_angle_deg, so3_log
+from mast3r_ros.core.geometry.se3 import (
+    invert_pose,
+    orthonormalize_pose,
+    rotation_angle_deg,
+    so3_log,
+)
 
 __all__ = [
     "QueryGT", "PairGT", "read_queries", "read_pairs", "relative_pose_errors", "pose_auc",
     "summarize_absolute", "summarize_relative", "retrieval_recall", "parse_frame_ranges",
-    "nearest_rotation", "TrajectoryErrors", "trajectory_errors", "nees_in_band",
+    "TrajectoryErrors", "trajectory_errors", "nees_in_band",
 ]
 
 
@@ -54,29 +59,47 @@ def _lines(path: Union[str, Path]) -> list[list[str]]:
     return [ln.split() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
 
 
+def _numbers(values: Sequence[str], path: Union[str, Path]) -> np.ndarray:
+    try:
+        v = np.array(values, dtype=np.float64)
+    except ValueError as exc:
+        raise InputError(f"{path}: non-numeric field ({exc})") from exc
+    if not np.all(np.isfinite(v)):
+        raise InputError(f"{path}: non-finite number in a pose or intrinsics")
+    return v
+
+
 def read_queries(path: Union[str, Path]) -> list[QueryGT]:
-    """Parse ``queries_with_gt.txt`` (name, 4 refs, 16 pose numbers row-major)."""
+    """Parse ``queries_with_gt.txt`` (name, 4 refs, 16 pose numbers row-major).
+
+    GT poses are projected onto the nearest rigid transform
+    (:func:`~mast3r_ros.core.geometry.se3.orthonormalize_pose`): the 7-Scenes rotations are not
+    exactly orthonormal, which would otherwise add ~1 degree to every rotation error.
+    """
     out = []
     for f in _lines(path):
         if len(f) != 21:
             raise InputError(f"{path}: expected 21 fields per line, got {len(f)}")
-        out.append(QueryGT(f[0], f[1:5], np.array(f[5:], dtype=np.float64).reshape(4, 4)))
+        T = orthonormalize_pose(_numbers(f[5:], path).reshape(4, 4))
+        out.append(QueryGT(f[0], f[1:5], T))
     return out
 
 
 def read_pairs(path: Union[str, Path]) -> list[PairGT]:
-    """Parse ``pairs_with_gt.txt`` (``name0 name1 rot0 rot1 K0[9] K1[9] T_0to1[16]``)."""
+    """Parse ``pairs_with_gt.txt`` (``name0 name1 rot0 rot1 K0[9] K1[9] T_0to1[16]``; the
+    relative pose projected onto the nearest rigid transform, see :func:`read_queries`)."""
     out = []
     for f in _lines(path):
         if len(f) != 38:
             raise InputError(f"{path}: expected 38 fields per line, got {len(f)}")
-        v = np.array(f[4:], dtype=np.float64)
+        v = _numbers(f[4:], path)
         out.append(PairGT(f[0], f[1], v[:9].reshape(3, 3), v[9:18].reshape(3, 3),
-                          v[18:].reshape(4, 4)))
+                          orthonormalize_pose(v[18:].reshape(4, 4))))
     return out
 
 
-def relative_pose_errors(T_0to1_gt: np.ndarray, R: np.ndarray, t: np.ndarray) -> tuple[float, float]:
+def relative_pose_errors(T_0to1_gt: np.ndarray, R: np.ndarray,
+                         t: np.ndarray) -> tuple[float, float]:
     """(rotation error, folded translation-direction error) in degrees."""
     err_r = rotation_angle_deg(T_0to1_gt[:3, :3], R)
     t_gt = T_0to1_gt[:3, 3]
@@ -113,7 +136,8 @@ def summarize_absolute(pos_err_m: Sequence[float], rot_err_deg: Sequence[float],
            "median_position_cm": float(np.median(p) * 100) if p.size else float("nan"),
            "median_rotation_deg": float(np.median(r)) if r.size else float("nan")}
     for tm, td in thresholds:
-        out[f"recall_{tm * 100:g}cm_{td:g}deg"] = float(np.mean((p <= tm) & (r <= td))) if p.size else 0.0
+        hit = (p <= tm) & (r <= td)
+        out[f"recall_{tm * 100:g}cm_{td:g}deg"] = float(np.mean(hit)) if p.size else 0.0
     return out
 
 
@@ -121,7 +145,7 @@ def summarize_relative(err_r: Sequence[float], err_t: Sequence[float]) -> dict:
     """AUC@5/10/20 of max(err_r, err_t) and the medians (failures = inf)."""
     er, et = np.asarray(err_r, dtype=np.float64), np.asarray(err_t, dtype=np.float64)
     pose = np.maximum(er, et)
-    auc = pose_auc(pose, (5, 10, 20))
+    auc = pose_auc(pose.tolist(), (5, 10, 20))
     return {"num_pairs": int(pose.size), "num_estimated": int(np.isfinite(pose).sum()),
             "auc@5": auc[0], "auc@10": auc[1], "auc@20": auc[2],
             "median_rotation_deg": float(np.median(er)) if er.size else float("nan"),
@@ -164,18 +188,6 @@ def parse_frame_ranges(spec: str, n: int) -> list[list[int]]:
     return out
 
 
-def nearest_rotation(T: np.ndarray) -> np.ndarray:
-    """``T`` with its rotation block projected onto SO(3) (GT files are not exactly orthonormal:
-    7-Scenes singular values ~0.99995, which alone reads as a ~0.7 deg rotation error)."""
-    U, _, Vt = np.linalg.svd(T[:3, :3])
-    R = U @ Vt
-    if np.linalg.det(R) < 0:
-        R = U @ np.diag([1.0, 1.0, -1.0]) @ Vt
-    out = np.array(T, dtype=np.float64, copy=True)
-    out[:3, :3] = R
-    return out
-
-
 @dataclass(frozen=True)
 class TrajectoryErrors:
     """Errors of an estimated trajectory against GT (evo; metres and degrees).
@@ -214,8 +226,8 @@ def trajectory_errors(T_est: np.ndarray, T_gt: np.ndarray,
     if n < 3 or len(T_gt) != n:
         raise InputError(f"trajectory errors need >= 3 matched poses, got {n} and {len(T_gt)}")
     ts = np.arange(n, dtype=np.float64) if stamps is None else np.asarray(stamps, np.float64)
-    gt = PoseTrajectory3D(poses_se3=[nearest_rotation(T) for T in T_gt], timestamps=ts)
-    est = PoseTrajectory3D(poses_se3=[nearest_rotation(T) for T in T_est], timestamps=ts)
+    gt = PoseTrajectory3D(poses_se3=[orthonormalize_pose(T) for T in T_gt], timestamps=ts)
+    est = PoseTrajectory3D(poses_se3=[orthonormalize_pose(T) for T in T_est], timestamps=ts)
     rpe = []
     for rel in (metrics.PoseRelation.translation_part, metrics.PoseRelation.rotation_angle_deg):
         m = metrics.RPE(rel, 1.0, metrics.Unit.frames, all_pairs=False)
@@ -252,7 +264,7 @@ def nees_in_band(motions: Sequence[np.ndarray], covariances: Sequence[np.ndarray
 
     nees = []
     for S, C, G in zip(motions, covariances, gt_motions):
-        D = invert_pose(nearest_rotation(S)) @ nearest_rotation(G)
+        D = invert_pose(orthonormalize_pose(S)) @ orthonormalize_pose(G)
         e = np.concatenate([D[:3, 3], so3_log(D[:3, :3])])
         nees.append(float(e @ np.linalg.solve(C, e)))
     values = np.asarray(nees)

@@ -134,16 +134,16 @@ def run_demo(out: Path, backend: str, checkpoint: str, timeout: float,
 
 
 def _ground_truth() -> dict[str, np.ndarray]:
-    gt = {}
-    for line in (demo_data() / "queries_with_gt.txt").read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            parts = line.split()
-            gt[Path(parts[0]).name] = np.array([float(v) for v in parts[5:21]]).reshape(4, 4)
-    return gt
+    from mast3r_ros.core.evaluation import read_queries
+
+    return {Path(q.name).name: q.T_world_cam
+            for q in read_queries(demo_data() / "queries_with_gt.txt")}
 
 
 def evaluate(rows: list[dict], poses: dict, statuses: dict) -> tuple[list[dict], dict]:
-    """Per-frame errors vs GT and a summary (failures count as infinite error)."""
+    """Per-frame errors vs GT and a summary (:func:`mast3r_ros.core.evaluation.
+    summarize_absolute`; failures count as infinite error)."""
+    from mast3r_ros.core.evaluation import summarize_absolute
     from mast3r_ros.core.geometry.se3 import pose_errors
     from mast3r_ros.ros.common.conversions import pose_to_matrix
 
@@ -166,19 +166,15 @@ def evaluate(rows: list[dict], poses: dict, statuses: dict) -> tuple[list[dict],
                        total_ms=1e3 * status.latency_total)
         rec["T_gt"] = T_gt.tolist() if T_gt is not None else None
         frames.append(rec)
-    pos = np.array([f["pos_err_cm"] for f in frames]) if frames else np.zeros(0)
-    rot = np.array([f["rot_err_deg"] for f in frames]) if frames else np.zeros(0)
+
     def med(key: str) -> float:
         vals = [f[key] for f in frames if key in f and np.isfinite(f[key])]
         return float(np.median(vals)) if vals else float("nan")
 
+    acc = summarize_absolute([f["pos_err_cm"] / 100 for f in frames],
+                             [f["rot_err_deg"] for f in frames])
     summary = {"queries": len(gt), "published": len(frames),
-               "localized": int(sum(f["success"] for f in frames)),
-               "median_pos_err_cm": float(np.median(pos)) if len(pos) else float("nan"),
-               "median_rot_err_deg": float(np.median(rot)) if len(rot) else float("nan"),
-               "recall_2cm_2deg": float(np.mean((pos < 2) & (rot < 2))) if len(pos) else 0.0,
-               "recall_5cm_5deg": float(np.mean((pos < 5) & (rot < 5))) if len(pos) else 0.0,
-               "recall_10cm_10deg": float(np.mean((pos < 10) & (rot < 10))) if len(pos) else 0.0,
+               "localized": int(sum(f["success"] for f in frames)), **acc,
                "median_core_ms": med("core_ms"), "median_conversion_ms": med("conversion_ms"),
                "median_image_to_status_ms": med("total_ms")}
     return frames, summary
@@ -244,7 +240,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     label = "MASt3R" if backend == "mast3r" else "SIFT baseline (no MASt3R checkpoint configured)"
     print(f"\nbackend: {label}")
     print(f"localized {summary['localized']}/{summary['queries']} queries; median error "
-          f"{summary['median_pos_err_cm']:.2f} cm / {summary['median_rot_err_deg']:.2f} deg; "
+          f"{summary['median_position_cm']:.2f} cm / {summary['median_rotation_deg']:.2f} deg; "
           f"recall (5 cm, 5 deg) {100 * summary['recall_5cm_5deg']:.0f}%; "
           f"median core {summary['median_core_ms']:.0f} ms, conversion "
           f"{summary['median_conversion_ms']:.1f} ms; wall {summary['wall_s']:.0f} s")

@@ -60,7 +60,8 @@ def validate_intrinsics(K: Optional[np.ndarray]) -> np.ndarray:
     """
     problem = intrinsics_problem(K)
     if problem is not None:
-        raise IntrinsicsError(f"invalid camera matrix: {problem}; pass the CameraInfo K of the image")
+        raise IntrinsicsError(f"invalid camera matrix: {problem}; pass the CameraInfo K of the "
+                              "image")
     return np.asarray(K, dtype=np.float64)
 
 
@@ -150,7 +151,8 @@ def sample_depth(depth: np.ndarray, xy: np.ndarray, max_rel_jump: float = 0.0) -
     return out
 
 
-def depth_to_points(depth: np.ndarray, K: np.ndarray, step: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def depth_to_points(depth: np.ndarray, K: np.ndarray,
+                    step: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Back-project a whole depth map (every ``step``-th pixel) to camera-frame points.
 
     Args:

@@ -94,7 +94,9 @@ def estimate_relative_pose(xy0: np.ndarray, xy1: np.ndarray, K0: np.ndarray, K1:
                                   inliers=np.zeros(n, dtype=bool))
     best: Optional[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = None
     for Ei in np.split(E, len(E) // 3):
-        count, R, t, m = cv2.recoverPose(Ei, n0, n1, np.eye(3), 1e9, mask=mask.copy())
+        # with distanceThresh OpenCV returns (count, R, t, mask); its stubs claim 5 values
+        count, R, t, m = cv2.recoverPose(Ei, n0, n1, np.eye(3), 1e9,  # type: ignore[misc]
+                                         mask=mask.copy())
         if best is None or count > best[0]:
             best = (int(count), R, t.reshape(3), m.reshape(-1) > 0)
     assert best is not None

@@ -14,6 +14,7 @@ __all__ = [
     "so3_exp",
     "so3_log",
     "rotation_angle_deg",
+    "orthonormalize_pose",
     "pose_errors",
     "random_rotation",
 ]
@@ -75,6 +76,19 @@ def rotation_angle_deg(R_a: np.ndarray, R_b: np.ndarray) -> float:
     """Angle in degrees of ``R_a^T R_b`` (the geodesic distance between two rotations)."""
     cos = (np.trace(R_a.T @ R_b) - 1.0) / 2.0
     return float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
+
+
+def orthonormalize_pose(T: np.ndarray) -> np.ndarray:
+    """The nearest rigid transform to a 4x4 matrix (SVD projection of its rotation block).
+
+    Ground-truth files are not always exact: the 7-Scenes rotations have singular values of
+    ~0.99995 (det ~0.99985), and :func:`rotation_angle_deg` of such a matrix with itself is ~1
+    degree, which would add about a degree to every rotation error measured against it.
+    """
+    U, _, Vt = np.linalg.svd(np.asarray(T, dtype=np.float64)[:3, :3])
+    out = np.array(T, dtype=np.float64)
+    out[:3, :3] = U @ np.diag([1.0, 1.0, np.linalg.det(U @ Vt)]) @ Vt
+    return out
 
 
 def pose_errors(T_est: np.ndarray, T_gt: np.ndarray) -> tuple[float, float]:

@@ -7,9 +7,16 @@ Public API::
                                   dist="dot", max_iter=10, ret_basin=False)
 """
 
-from mast3r_ros.core.matching.c2f import (crop_slice, crop_tag, greedy_selection, normalize_windows,
-                                          overlapping_grid, score_cells, select_crop_pairs,
-                                          start_positions)
+from mast3r_ros.core.matching.c2f import (
+                                          crop_slice,
+                                          crop_tag,
+                                          greedy_selection,
+                                          normalize_windows,
+                                          overlapping_grid,
+                                          score_cells,
+                                          select_crop_pairs,
+                                          start_positions,
+)
 from mast3r_ros.core.matching.c2f_match import C2FResult, coarse_to_fine_match
 from mast3r_ros.core.matching.dense import dense_reciprocal_nn
 from mast3r_ros.core.matching.filtering import confidence_mask, filter_by_confidence, match_scores

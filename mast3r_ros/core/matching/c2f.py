@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from numbers import Integral
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence, Union, cast
 
 import numpy as np
 
@@ -98,7 +98,8 @@ def _target_sizes(width: np.ndarray, height: np.ndarray, h: int, w: int,
     return width2, height2
 
 
-def normalize_windows(cells: np.ndarray, h: int, w: int, resolution: Resolution = None) -> np.ndarray:
+def normalize_windows(cells: np.ndarray, h: int, w: int,
+                      resolution: Resolution = None) -> np.ndarray:
     """Resize windows around their centre to ``resolution`` and shift them inside the image.
 
     Args:
@@ -163,11 +164,12 @@ def score_cells(cells1: np.ndarray, h2: int, w2: int, xy1: np.ndarray, xy2: np.n
         (kept cells1 (k, 4), cells2 (k, 4), weights (k, N) float64): a correspondence inside a
         kept window gets ``exp(-2 |d1|^2) * exp(-2 |d2|^2)`` (``d`` = offset from the window centre
         in window widths/heights), others 0. The partner window is centred on the mean of the
-        assigned ``xy2`` and scaled by their 10-90 % quantile spread (>= 20 px) over that of ``xy1``.
+        assigned ``xy2`` and scaled by their 10-90 % quantile spread (>= 20 px) over that of
+        ``xy1``.
     """
     x, y = xy1.T
-    l, t, r, b = (c[:, None] for c in cells1.T)
-    assigned = (l <= x) & (x < r) & (t <= y) & (y < b)
+    left, top, right, bottom = (c[:, None] for c in cells1.T)
+    assigned = (left <= x) & (x < right) & (top <= y) & (y < bottom)
     valid = assigned.sum(axis=1) >= min_corres
     cells1, assigned = cells1[valid], assigned[valid]
     if not valid.any():
@@ -218,7 +220,8 @@ def split_resolution(forced_resolution: object) -> tuple[Resolution, Resolution]
     if forced_resolution is None:
         return None, None
     if _is_hw(forced_resolution):
-        res = (int(forced_resolution[0]), int(forced_resolution[1]))
+        hw = cast(Sequence[int], forced_resolution)
+        res = (int(hw[0]), int(hw[1]))
         return res, res
     if (isinstance(forced_resolution, (tuple, list, np.ndarray)) and len(forced_resolution) == 2
             and all(_is_hw(r) for r in forced_resolution)):
@@ -238,7 +241,8 @@ def _hw(img_or_shape: ShapeLike) -> tuple[int, int]:
 def _check_corres(xy_q: np.ndarray, xy_r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     xy_q, xy_r = np.asarray(xy_q, dtype=np.float64), np.asarray(xy_r, dtype=np.float64)
     if xy_q.ndim != 2 or xy_q.shape[-1] != 2 or xy_q.shape != xy_r.shape:
-        raise MatchingError(f"correspondences must be two (N, 2) arrays, got {xy_q.shape} and {xy_r.shape}")
+        raise MatchingError(f"correspondences must be two (N, 2) arrays, got {xy_q.shape} and "
+                            f"{xy_r.shape}")
     if not (np.isfinite(xy_q).all() and np.isfinite(xy_r).all()):
         raise MatchingError("correspondences contain NaN or inf; drop them before crop selection")
     return xy_q.reshape(-1, 2), xy_r.reshape(-1, 2)
@@ -246,7 +250,8 @@ def _check_corres(xy_q: np.ndarray, xy_r: np.ndarray) -> tuple[np.ndarray, np.nd
 
 def select_crop_pairs(img_q: ShapeLike, img_r: ShapeLike, xy_q: np.ndarray, xy_r: np.ndarray,
                       maxdim: int = 512, overlap: float = 0.5, forced_resolution: object = None,
-                      min_corres: int = 10, target: float = 0.9) -> list[tuple[np.ndarray, np.ndarray]]:
+                      min_corres: int = 10,
+                      target: float = 0.9) -> list[tuple[np.ndarray, np.ndarray]]:
     """Pairs of crops of a query and a reference image that cover their coarse correspondences.
 
     Args:

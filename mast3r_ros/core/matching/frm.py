@@ -25,7 +25,8 @@ Semantics (facts of the reference, see ``shared/golden/frm/README.md``):
 
 Deliberate differences from the reference (documented behaviour instead of a crash):
 
-* an int ``subsample`` with ``pixel_tol > 0`` uses the grid as explicit seeds (one iteration), as the
+* an int ``subsample`` with ``pixel_tol > 0`` uses the grid as explicit seeds (one iteration), as
+  the
   reference's ``extract_correspondences_nonsym`` does; the reference raises on that combination;
 * maps with zero pixels, or no seed inside the image (e.g. a 1x1 map with the default grid), give
   empty results instead of errors; NaN/inf descriptors, a descriptor-size mismatch, non-integer or
@@ -90,7 +91,8 @@ def check_descriptor_pair(desc1: ArrayLike, desc2: ArrayLike) -> tuple[torch.Ten
     for name, d in (("desc1", d1), ("desc2", d2)):
         # one cheap reduction first; the sum is non-finite iff some value is (or on overflow)
         if d.numel() and not bool(torch.isfinite(d.sum())) and not bool(torch.isfinite(d).all()):
-            raise MatchingError(f"{name} contains NaN or inf values; mask invalid pixels before matching")
+            raise MatchingError(f"{name} contains NaN or inf values; mask invalid pixels before "
+                                "matching")
     return d1, d2
 
 
@@ -170,7 +172,8 @@ class _CachedNN:
 
 
 def _walk(p: torch.Tensor, nn12: _CachedNN, nn21: _CachedNN, n_iter: int,
-          basin: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+          basin: Optional[torch.Tensor]
+          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Run the reciprocal walk. Returns (p, q, p_before_last_iter, still_active)."""
     q = torch.full_like(p, -1)
     old_p, old_q = p.clone(), q.clone()
@@ -195,7 +198,8 @@ def _walk(p: torch.Tensor, nn12: _CachedNN, nn21: _CachedNN, n_iter: int,
     return p, q, old_p, active
 
 
-def _merge(p: torch.Tensor, q: torch.Tensor, w1: int, w2: int, n2: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _merge(p: torch.Tensor, q: torch.Tensor, w1: int, w2: int,
+           n2: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Unique pairs sorted by (flat p, flat q), as (x, y) int64 pixel arrays."""
     key = torch.unique(p * n2 + q)
     p, q = key // n2, key % n2

@@ -20,7 +20,7 @@ __all__ = ["reference_nn", "reference_frm"]
 @torch.no_grad()
 def reference_nn(queries: torch.Tensor, targets: torch.Tensor, dist: str = "dot",
                  block_size: int = 8192) -> np.ndarray:
-    """Blocked brute-force nearest neighbours, returned as a host int64 array (first index on ties)."""
+    """Blocked brute-force nearest neighbours as a host int64 array (first index on ties)."""
     m = queries.shape[0]
     best = torch.full((m,), float("inf"), dtype=queries.dtype, device=queries.device)
     arg = torch.full((m,), -1, dtype=torch.int64, device=queries.device)
@@ -83,7 +83,8 @@ def reference_frm(desc1: torch.Tensor, desc2: torch.Tensor, subsample: int = 8,
 
 def smooth_descriptor_maps(h1: int, w1: int, h2: int, w2: int, dim: int = 24, seed: int = 0,
                            noise: float = 0.15, shift: tuple[float, float] = (-5.0, 3.0),
-                           angle_deg: float = 6.0, scale: float = 1.08) -> tuple[np.ndarray, np.ndarray]:
+                           angle_deg: float = 6.0,
+                           scale: float = 1.08) -> tuple[np.ndarray, np.ndarray]:
     """Two unit-norm descriptor maps of one smooth random field seen through a similarity.
 
     The field is a sum of 48 random cosines of the pixel coordinates; image-2 pixel ``x2`` sees the

@@ -11,8 +11,12 @@ from mast3r_ros.core.model.args import RELEASE_ARGS, ModelArgs, parse_model_args
 from mast3r_ros.core.model.device import resolve_device, resolve_precision
 from mast3r_ros.core.model.engine import EncodedImages, InferenceEngine
 from mast3r_ros.core.model.mast3r import HEADS_ALL, HeadOutput, Mast3rModel, check_image
-from mast3r_ros.core.model.preprocess import (ImageTransform, PreprocessedImage, normalize_rgb,
-                                              preprocess_image)
+from mast3r_ros.core.model.preprocess import (
+                                              ImageTransform,
+                                              PreprocessedImage,
+                                              normalize_rgb,
+                                              preprocess_image,
+)
 from mast3r_ros.core.model.weights import build_model, load_model, read_checkpoint, save_hf
 
 __all__ = [

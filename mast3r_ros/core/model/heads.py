@@ -1,8 +1,9 @@
 """MASt3R ``catmlp+dpt`` head: a DPT for the pointmap + confidence and an MLP for local features.
 
 Module names follow the official checkpoints (``dpt.scratch.layer1_rn``, ``dpt.scratch.refinenet4``,
-``dpt.act_postprocess.3.1``, ``dpt.head.4``, ``head_local_features.fc2`` ...). The DPT registers each
-``layerK_rn`` convolution twice (also as ``layer_rn.K-1``), as the release does, so its state_dict has
+``dpt.act_postprocess.3.1``, ``dpt.head.4``, ``head_local_features.fc2`` ...). The DPT registers
+each ``layerK_rn`` convolution twice (also as ``layer_rn.K-1``), as the release does, so its
+state_dict has
 the same aliased entries.
 
 Shapes: ``B`` batch, ``N = (H/16)*(W/16)`` tokens, image ``H x W`` pixels.
@@ -10,7 +11,7 @@ Shapes: ``B`` batch, ``N = (H/16)*(W/16)`` tokens, image ``H x W`` pixels.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -65,7 +66,8 @@ class ResidualConvUnit(nn.Module):
 
 
 class FusionBlock(nn.Module):
-    """DPT refinement: add the skip path, refine, upsample x2 (bilinear, align_corners), 1x1 conv."""
+    """DPT refinement: add the skip path, refine, upsample x2 (bilinear, align_corners), 1x1
+    conv."""
 
     def __init__(self, features: int) -> None:
         super().__init__()
@@ -142,7 +144,7 @@ class DPT(nn.Module):
             hw: image size (H, W) in pixels.
         """
         gh, gw = hw[0] // self.patch_size, hw[1] // self.patch_size
-        sc = self.scratch
+        sc: Any = self.scratch  # submodules registered by name (typed as Module | Tensor)
         maps = []
         for i, hook in enumerate(self.hooks):
             t = tokens[hook]

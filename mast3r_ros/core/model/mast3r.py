@@ -12,17 +12,27 @@ model, including ``mask_token`` (unused at inference) and the DPT's aliased ``la
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence
 
 import torch
 from torch import nn
 
 from mast3r_ros.core.errors import InputError
 from mast3r_ros.core.model.args import ModelArgs
-from mast3r_ros.core.model.blocks import (DecoderBlock, EncoderBlock, PatchEmbed, RoPE2D,
-                                          RopeTables, layer_norm)
-from mast3r_ros.core.model.heads import (CatMlpDptHead, conf_activation, depth_activation,
-                                         unit_descriptors)
+from mast3r_ros.core.model.blocks import (
+    DecoderBlock,
+    EncoderBlock,
+    PatchEmbed,
+    RoPE2D,
+    RopeTables,
+    layer_norm,
+)
+from mast3r_ros.core.model.heads import (
+    CatMlpDptHead,
+    conf_activation,
+    depth_activation,
+    unit_descriptors,
+)
 
 __all__ = ["HeadOutput", "Mast3rModel", "HEADS_ALL", "check_image"]
 
@@ -45,6 +55,11 @@ class HeadOutput:
     conf: Optional[torch.Tensor] = None
     desc: Optional[torch.Tensor] = None
     desc_conf: Optional[torch.Tensor] = None
+
+
+def _hw(img: torch.Tensor) -> tuple[int, int]:
+    """(H, W) of a (B, 3, H, W) image batch."""
+    return int(img.shape[-2]), int(img.shape[-1])
 
 
 def check_image(img: object, name: str = "img") -> torch.Tensor:
@@ -98,9 +113,10 @@ class Mast3rModel(nn.Module):
         self.dec_norm = layer_norm(dd)
         self.dec_blocks2 = nn.ModuleList(
             DecoderBlock(dd, args.dec_num_heads, args.mlp_ratio) for _ in range(args.dec_depth))
-        head_kw = dict(enc_dim=ed, dec_dim=dd, dec_depth=args.dec_depth, desc_dim=args.desc_dim,
-                       two_confs=args.two_confs, has_conf=args.conf_mode is not None,
-                       patch_size=args.patch_size)
+        head_kw: dict[str, Any] = dict(
+            enc_dim=ed, dec_dim=dd, dec_depth=args.dec_depth, desc_dim=args.desc_dim,
+            two_confs=args.two_confs, has_conf=args.conf_mode is not None,
+            patch_size=args.patch_size)
         self.downstream_head1 = CatMlpDptHead(**head_kw)
         self.downstream_head2 = CatMlpDptHead(**head_kw)
 
@@ -121,7 +137,7 @@ class Mast3rModel(nn.Module):
         """
         check_image(img)
         a = self.args
-        rope = self.rope_tables(tuple(img.shape[-2:]), a.enc_embed_dim // a.enc_num_heads,
+        rope = self.rope_tables(_hw(img), a.enc_embed_dim // a.enc_num_heads,
                                 img.device)
         x = self.patch_embed(img)
         for blk in self.enc_blocks:
@@ -184,9 +200,9 @@ class Mast3rModel(nn.Module):
             if "desc" in heads:
                 raw = head.run_local([tokens[0].float(), tokens[-1].float()], hw)
                 out.desc = unit_descriptors(raw[..., : a.desc_dim])
-                if a.two_confs:
-                    out.desc_conf = conf_activation(raw[..., a.desc_dim],
-                                                    a.effective_desc_conf_mode)
+                mode = a.effective_desc_conf_mode
+                if a.two_confs and mode is not None:
+                    out.desc_conf = conf_activation(raw[..., a.desc_dim], mode)
                 elif "pts3d" in heads and out.conf is not None:
                     out.desc_conf = out.conf.clone()
         return out
@@ -210,7 +226,7 @@ class Mast3rModel(nn.Module):
         if img1.shape[0] != img2.shape[0]:
             raise InputError(f"img1 and img2 need the same batch size, got {img1.shape[0]} and "
                              f"{img2.shape[0]}")
-        hw1, hw2 = tuple(img1.shape[-2:]), tuple(img2.shape[-2:])
+        hw1, hw2 = _hw(img1), _hw(img2)
         if hw1 == hw2:
             f1, f2 = self.encode(torch.cat((img1, img2), dim=0)).chunk(2, dim=0)
         else:

@@ -21,7 +21,13 @@ import numpy as np
 from mast3r_ros.core.errors import InputError
 from mast3r_ros.core.evaluation import parse_frame_ranges as frame_range_groups
 from mast3r_ros.core.evaluation import read_queries
-from mast3r_ros.core.geometry.se3 import invert_pose, make_pose, pose_errors, so3_exp
+from mast3r_ros.core.geometry.se3 import (
+    invert_pose,
+    make_pose,
+    orthonormalize_pose,
+    pose_errors,
+    so3_exp,
+)
 from mast3r_ros.core.localizer import Localizer
 from mast3r_ros.core.map.rgbd import read_matrix, read_rgb, register_depth
 from mast3r_ros.core.slam.mapper import PoseGraphMapper
@@ -131,18 +137,6 @@ def read_sequence(data: Union[str, Path], stride: int = 1, frames: Optional[str]
         if i not in cache:
             cache[i] = read_frame(files[i], Kc, Kd)
     return [cache[i] for i in order]
-
-
-def orthonormalize_pose(T: np.ndarray) -> np.ndarray:
-    """The nearest rigid transform (SVD projection of the rotation block).
-
-    7-Scenes GT rotations are not exactly orthonormal (det ~0.99985): ``rotation_angle_deg(R, R)``
-    of such a matrix is ~1 degree, which would add about a degree to every rotation error.
-    """
-    U, _, Vt = np.linalg.svd(np.asarray(T, dtype=np.float64)[:3, :3])
-    out = np.array(T, dtype=np.float64)
-    out[:3, :3] = U @ np.diag([1.0, 1.0, np.linalg.det(U @ Vt)]) @ Vt
-    return out
 
 
 def align_trajectory(est: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, float]:

@@ -18,12 +18,11 @@ import numpy as np
 
 from mast3r_ros.core.errors import InputError
 from mast3r_ros.core.evaluation import (
-    nearest_rotation,
     nees_in_band,
     parse_frame_ranges,
     trajectory_errors,
 )
-from mast3r_ros.core.geometry.se3 import invert_pose
+from mast3r_ros.core.geometry.se3 import invert_pose, orthonormalize_pose
 from mast3r_ros.core.map.rgbd import list_rgbd_frames, read_rgbd_frame, rgbd_intrinsics
 from mast3r_ros.core.tracking.result import TrackingState, TrackResult
 from mast3r_ros.core.tracking.tracker import Tracker
@@ -105,7 +104,7 @@ def run_sequence(tracker: Tracker, data: Union[str, Path], plan: SequencePlan,
     for i, (path, stamp) in enumerate(zip(plan.paths, plan.stamps)):
         rgb, depth, T = read_rgbd_frame(path, K_color, K_depth)
         results.append(tracker.process(Frame(rgb, K_color, float(stamp)), depth))
-        gts.append(nearest_rotation(T))
+        gts.append(orthonormalize_pose(T))
         if progress is not None:
             progress(i, results[-1])
     return SequenceRun(plan, results, np.array(gts))
