@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Write config/localizer.yaml and config/mapper.yaml from the config dataclasses (every parameter,
+"""Write config/{localizer,mapper,odometry}.yaml from the config dataclasses (every parameter,
 its default, help text, range, choices, read-only flag): the node settings of
 mast3r_ros/ros/common/node_config.py and the pipeline stages of mast3r_ros/core/config.py.
 
@@ -17,7 +17,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from mast3r_ros.core.config import LocalizerConfig  # noqa: E402
 from mast3r_ros.ros.common.node_config import LocalizerNodeConfig  # noqa: E402
-from mast3r_ros.ros.common.params import iter_param_specs  # noqa: E402
+from mast3r_ros.ros.common.params import ParamSpec, iter_param_specs  # noqa: E402
 
 HEADER = """\
 # Parameters of the mast3r_ros {node} node (ROS 2 params file: --params-file / launch
@@ -46,26 +46,41 @@ def sections(node: str) -> tuple[tuple[str, type], ...]:
     """(name prefix, config dataclass) of each parameter section of a node."""
     if node == "localizer":
         return (("", LocalizerNodeConfig), ("", LocalizerConfig))
+    if node == "odometry":
+        from mast3r_ros.ros.odometry.node import SECTIONS as odometry_sections
+
+        return odometry_sections
     from mast3r_ros.ros.mapper.node import SECTIONS
 
     return SECTIONS
 
 
+def specs(node: str) -> list[tuple[type, ParamSpec]]:
+    """(config dataclass, parameter) of every parameter of a node, with the node's defaults."""
+    if node == "odometry":  # its pipeline defaults come from a preset
+        from mast3r_ros.ros.odometry.node import param_specs
+
+        return list(param_specs())
+    return [(cls, s) for prefix, cls in sections(node) for s in iter_param_specs(cls, prefix)]
+
+
 def render(node: str) -> str:
     lines = [HEADER.format(node=node).rstrip("\n")]
-    for prefix, cls in sections(node):
-        lines.append(f"    # --- {cls.__name__}: {cls.__doc__.strip().splitlines()[0]}")
-        for s in iter_param_specs(cls, prefix):
-            notes = []
-            if s.range is not None:
-                notes.append(f"range [{s.range[0]}, {s.range[1]}]")
-            if s.choices:
-                notes.append("one of " + ", ".join(map(str, s.choices)))
-            if s.read_only:
-                notes.append("read-only")
-            extra = f" ({'; '.join(notes)})" if notes else ""
-            lines.append(f"    # {s.help}{extra}")
-            lines.append(f"    {s.name}: {_yaml_value(s.default)}")
+    section = None
+    for cls, s in specs(node):
+        if cls is not section:
+            section = cls
+            lines.append(f"    # --- {cls.__name__}: {cls.__doc__.strip().splitlines()[0]}")
+        notes = []
+        if s.range is not None:
+            notes.append(f"range [{s.range[0]}, {s.range[1]}]")
+        if s.choices:
+            notes.append("one of " + ", ".join(map(str, s.choices)))
+        if s.read_only:
+            notes.append("read-only")
+        extra = f" ({'; '.join(notes)})" if notes else ""
+        lines.append(f"    # {s.help}{extra}")
+        lines.append(f"    {s.name}: {_yaml_value(s.default)}")
     return "\n".join(lines) + "\n"
 
 
@@ -74,7 +89,7 @@ def main() -> int:
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args()
     stale = 0
-    for node in ("localizer", "mapper"):
+    for node in ("localizer", "mapper", "odometry"):
         out = ROOT / "config" / f"{node}.yaml"
         text = render(node)
         if args.check:

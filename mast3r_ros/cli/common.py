@@ -7,18 +7,20 @@ import argparse
 import contextlib
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
 from mast3r_ros.cli.options import Aliases, ConfigOption, add_config_options, config_from_args
-from mast3r_ros.core.config import InputConfig, LocalizerConfig
+from mast3r_ros.core.config import InputConfig, LocalizerConfig, opt, validate_fields
 from mast3r_ros.core.errors import IntrinsicsError, Mast3rRosError
 from mast3r_ros.core.geometry.camera import intrinsics_problem
 from mast3r_ros.core.io import check_regular_file
 
-__all__ = ["LOCALIZER_ALIASES", "add_localizer_options", "localizer_config", "add_input_options",
+__all__ = ["SequenceOptions", "add_sequence_options", "sequence_options",
+           "LOCALIZER_ALIASES", "add_localizer_options", "localizer_config", "add_input_options",
            "input_config", "os_errors_as", "read_intrinsics", "to_jsonable", "dump_json"]
 
 #: short flags of earlier releases (README commands) -> the dotted LocalizerConfig fields
@@ -128,3 +130,28 @@ def to_jsonable(x: Any) -> Any:
 def dump_json(obj: Any) -> str:
     """One JSON document (numpy-safe, NaN/inf as null)."""
     return json.dumps(to_jsonable(obj), indent=None, sort_keys=False)
+
+
+@dataclass(frozen=True)
+class SequenceOptions:
+    """Which files of ``DATA/sequence/`` the odometry and slam evaluation tasks play."""
+
+    stride: int = opt(1, "odometry/slam tasks: take every N-th file of DATA/sequence",
+                      range=(1, 10_000))
+    frames: str = opt("", "odometry/slam tasks: comma-separated Python slices START:END[:STEP] "
+                          "into that list, played in order (0:40,15:66 = a kidnap back to frame "
+                          "15; 0:66:2,65:0:-2 = out and back); empty = all")
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
+
+
+def add_sequence_options(p: argparse.ArgumentParser) -> None:
+    """``--stride`` and ``--frames`` (:class:`SequenceOptions`)."""
+    add_config_options(p, SequenceOptions, title="sequence (odometry and slam tasks)")
+
+
+def sequence_options(args: argparse.Namespace) -> SequenceOptions:
+    """The validated :class:`SequenceOptions` of the command line."""
+    opts: SequenceOptions = config_from_args(SequenceOptions, args)
+    return opts

@@ -16,10 +16,11 @@ from typing import Optional
 import numpy as np
 from tqdm import tqdm
 
-from mast3r_ros.cli import eval_slam
+from mast3r_ros.cli import eval_odometry, eval_slam
 from mast3r_ros.cli.common import (
     add_input_options,
     add_localizer_options,
+    add_sequence_options,
     dump_json,
     input_config,
     localizer_config,
@@ -48,7 +49,8 @@ from mast3r_ros.core.map import KeyframeMap, build_map_from_rgbd, load_map
 from mast3r_ros.core.types import Frame, KeyframeEncoding, Timings
 
 NAME = "eval"
-HELP = "evaluate on shared/data sets: absolute (7-Scenes), relative (pairs), retrieval, slam"
+HELP = ("evaluate on shared/data sets: absolute (7-Scenes), relative (pairs), retrieval, "
+        "slam, odometry (the SLAM front end on DATA/sequence)")
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,7 @@ class EvalOptions:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("task", choices=("absolute", "relative", "retrieval", "slam"))
+    p.add_argument("task", choices=("absolute", "relative", "retrieval", "slam", "odometry"))
     p.add_argument("data", type=Path, help="data set folder (README layout)")
     p.add_argument("--map", type=Path,
                    help="map directory (absolute/retrieval; default: built from DATA/map)")
@@ -79,7 +81,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_config_options(p, EvalOptions, title="evaluation")
     add_localizer_options(p)
     add_input_options(p)
+    add_sequence_options(p)
     eval_slam.add_arguments(p)
+    eval_odometry.add_arguments(p)
 
 
 def _options(args: argparse.Namespace) -> EvalOptions:
@@ -264,5 +268,5 @@ def run_retrieval(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     _options(args), localizer_config(args), input_config(args)  # every option checked first
-    return {"absolute": run_absolute, "relative": run_relative,
-            "retrieval": run_retrieval, "slam": eval_slam.run}[args.task](args)
+    return {"absolute": run_absolute, "relative": run_relative, "retrieval": run_retrieval,
+            "slam": eval_slam.run, "odometry": eval_odometry.run}[args.task](args)

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mast3r_ros.cli.common import dump_json, localizer_config, to_jsonable
+from mast3r_ros.cli.common import dump_json, sequence_options, to_jsonable
+from mast3r_ros.cli.eval_odometry import pipeline_config
 from mast3r_ros.cli.options import add_config_options, config_from_args
 from mast3r_ros.core.backends import MatcherBackend, create_backend
-from mast3r_ros.core.config import LocalizerConfig, SlamConfig, opt, validate_fields
-from mast3r_ros.core.errors import ConfigError
+from mast3r_ros.core.config import LocalizerConfig, SlamConfig, TrackingConfig, opt, validate_fields
 from mast3r_ros.core.localizer import Localizer
 from mast3r_ros.core.map import load_map
 from mast3r_ros.core.slam import PoseGraphMapper
@@ -36,7 +36,9 @@ from mast3r_ros.core.slam.evaluation import (
     relocalize_queries,
     summarize_slam,
 )
+from mast3r_ros.core.tracking import Tracker
 from mast3r_ros.core.tracking.stream import EdgeType, KeyframeEvent
+from mast3r_ros.core.types import Frame
 
 __all__ = ["SlamEvalOptions", "add_arguments", "run"]
 
@@ -45,9 +47,6 @@ __all__ = ["SlamEvalOptions", "add_arguments", "run"]
 class SlamEvalOptions:
     """Options of the slam task (the shared eval options stay in ``cli/eval.py``)."""
 
-    stride: int = opt(1, "slam task: take every N-th file of DATA/sequence", range=(1, None))
-    frames: str = opt("", "slam task: comma-separated START:END[:STEP] slices into the (strided) "
-                          "file list, e.g. 0:66:2,65:0:-2 (out and back); empty = all")
     relocalize: bool = opt(False, "slam task: save the map, then localize DATA/query in it")
     inject_false_loops: int = opt(0, "slam task, robustness test hook: add N wrong, confident "
                                      "loop edges to the front end's stream", range=(0, 1000))
@@ -65,12 +64,22 @@ def front_end_stream(frames: list[SequenceFrame], config: LocalizerConfig,
                      backend: MatcherBackend) -> tuple[list[StreamItem], dict[int, np.ndarray]]:
     """The tracker's keyframe / edge stream for the frames, and GT per keyframe id.
 
-    Raises:
-        ConfigError: the SLAM front end (``core/tracking``'s tracker) is not in this build.
+    The frames get playback stamps (frame-number spacing, never going back), so an out-and-back
+    playback is one forward stream, as a robot would record it.
     """
-    raise ConfigError("eval slam needs the SLAM front end (mast3r_ros.core.tracking Tracker), "
-                      "which this build does not have yet; the back end is tested with a "
-                      "stand-in stream in test/core/slam")
+    tracker = Tracker(TrackingConfig(), config, backend)
+    items: list[StreamItem] = []
+    gt: dict[int, np.ndarray] = {}
+    stamp, by_stamp = 0.0, {}
+    for k, f in enumerate(frames):
+        if k:
+            stamp += max(abs(f.number - frames[k - 1].number) / 30.0, 1e-3)
+        by_stamp[stamp] = f
+        r = tracker.process(Frame(f.rgb, f.K, stamp), f.depth)
+        for ev in r.keyframes:
+            gt[ev.id] = by_stamp[ev.stamp].T_world_cam
+        items += [*r.keyframes, *r.edges]
+    return items, gt
 
 
 def run_back_end(items: list[StreamItem], config: LocalizerConfig, backend: MatcherBackend
@@ -125,9 +134,10 @@ def plot_trajectories(mapper: PoseGraphMapper, gt: dict[int, np.ndarray], path: 
 def run(args: argparse.Namespace) -> int:
     """The ``slam`` task (see the module docstring)."""
     opts: SlamEvalOptions = config_from_args(SlamEvalOptions, args)
-    config = localizer_config(args)
+    seq = sequence_options(args)  # --stride / --frames, shared with the odometry task
+    config = pipeline_config(args)  # the front end's preset (tracking_pipeline) under the options
     backend = create_backend(config)
-    frames = read_sequence(args.data, opts.stride, opts.frames or None)
+    frames = read_sequence(args.data, seq.stride, seq.frames or None)
     items, gt = front_end_stream(frames, config, backend)
     if opts.inject_false_loops:
         extra = false_loop_edges(gt, opts.inject_false_loops, np.random.default_rng(0))

@@ -4,22 +4,30 @@ Absolute pose (7-Scenes): position error ``||C_est - C_gt||`` (m) and rotation e
 camera-to-world poses; failures count as infinite error; medians and recall at (cm, deg)
 thresholds. Relative pose (SuperGlue/LoFTR protocol): rotation error, translation-direction error
 folded with ``min(e, 180 - e)``, pose error = max of both (inf for failures), AUC@5/10/20.
+Trajectories (odometry): ATE after an SE(3) alignment and per-step RPE computed with **evo**
+(the field's tool), and the relative-pose NEES of steps against a chi-square(6) band.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 
 from mast3r_ros.core.errors import InputError
-from mast3r_ros.core.geometry.se3 import orthonormalize_pose, rotation_angle_deg
+from mast3r_ros.core.geometry.se3 import (
+    invert_pose,
+    orthonormalize_pose,
+    rotation_angle_deg,
+    so3_log,
+)
 
 __all__ = [
     "QueryGT", "PairGT", "read_queries", "read_pairs", "relative_pose_errors", "pose_auc",
-    "summarize_absolute", "summarize_relative", "retrieval_recall",
+    "summarize_absolute", "summarize_relative", "retrieval_recall", "parse_frame_ranges",
+    "TrajectoryErrors", "trajectory_errors", "nees_in_band",
 ]
 
 
@@ -152,3 +160,115 @@ def retrieval_recall(retrieved: Sequence[Sequence[int]], relevant: Sequence[set[
     n = max(len(retrieved), 1)
     return {f"recall@{k}": sum(bool(set(list(r)[:k]) & g) for r, g in zip(retrieved, relevant)) / n
             for k in ks}
+
+
+def parse_frame_ranges(spec: str, n: int) -> list[list[int]]:
+    """Indices of comma-separated Python slices ``START:END[:STEP]`` into a list of ``n`` items.
+
+    Example: ``parse_frame_ranges("0:40,15:66", 66)`` plays 0..39, then 15..65.
+
+    Raises:
+        InputError: a malformed slice or one that selects nothing.
+    """
+    out = []
+    for part in spec.split(","):
+        fields = part.strip().split(":")
+        if len(fields) not in (2, 3):
+            raise InputError(f"frame range {part!r} is not START:END[:STEP]")
+        try:
+            vals = [int(f) if f.strip() else None for f in fields]
+        except ValueError as exc:
+            raise InputError(f"frame range {part!r} is not START:END[:STEP] of integers") from exc
+        if len(vals) == 3 and vals[2] == 0:
+            raise InputError(f"frame range {part!r} has step 0")
+        idx = list(range(n))[slice(*vals)]
+        if not idx:
+            raise InputError(f"frame range {part!r} selects no frame of {n}")
+        out.append(idx)
+    return out
+
+
+@dataclass(frozen=True)
+class TrajectoryErrors:
+    """Errors of an estimated trajectory against GT (evo; metres and degrees).
+
+    Attributes:
+        ate: RMSE of the position error after an SE(3) (no scale) alignment.
+        max_error: largest position error after that alignment.
+        rpe_translation: RMSE of the per-step relative translation error.
+        rpe_rotation_deg: RMSE of the per-step relative rotation error.
+        aligned: (N, 4, 4) the aligned estimated poses.
+    """
+
+    ate: float
+    max_error: float
+    rpe_translation: float
+    rpe_rotation_deg: float
+    aligned: np.ndarray
+
+
+def trajectory_errors(T_est: np.ndarray, T_gt: np.ndarray,
+                      stamps: Optional[np.ndarray] = None) -> TrajectoryErrors:
+    """ATE (SE(3)-aligned) and per-step RPE with evo.
+
+    Args:
+        T_est: (N, 4, 4) estimated camera-to-world poses (N >= 3).
+        T_gt: (N, 4, 4) GT poses of the same frames (rotations projected onto SO(3) here).
+        stamps: (N,) increasing seconds (default 0..N-1).
+
+    Raises:
+        InputError: fewer than 3 poses or mismatched lengths.
+    """
+    from evo.core import metrics
+    from evo.core.trajectory import PoseTrajectory3D
+
+    n = len(T_est)
+    if n < 3 or len(T_gt) != n:
+        raise InputError(f"trajectory errors need >= 3 matched poses, got {n} and {len(T_gt)}")
+    ts = np.arange(n, dtype=np.float64) if stamps is None else np.asarray(stamps, np.float64)
+    gt = PoseTrajectory3D(poses_se3=[orthonormalize_pose(T) for T in T_gt], timestamps=ts)
+    est = PoseTrajectory3D(poses_se3=[orthonormalize_pose(T) for T in T_est], timestamps=ts)
+    rpe = []
+    for rel in (metrics.PoseRelation.translation_part, metrics.PoseRelation.rotation_angle_deg):
+        m = metrics.RPE(rel, 1.0, metrics.Unit.frames, all_pairs=False)
+        m.process_data((gt, est))
+        rpe.append(float(m.get_statistic(metrics.StatisticsType.rmse)))
+    est.align(gt, correct_scale=False)
+    ape = metrics.APE(metrics.PoseRelation.translation_part)
+    ape.process_data((gt, est))
+    return TrajectoryErrors(float(ape.get_statistic(metrics.StatisticsType.rmse)),
+                            float(ape.get_statistic(metrics.StatisticsType.max)), rpe[0], rpe[1],
+                            np.array(est.poses_se3))
+
+
+def nees_in_band(motions: Sequence[np.ndarray], covariances: Sequence[np.ndarray],
+                 gt_motions: Sequence[np.ndarray], confidence: float = 0.95
+                 ) -> tuple[float, np.ndarray]:
+    """Share of steps whose relative-pose NEES lies inside the chi-square(6) band.
+
+    The error of a step is ``e = (t, log R)`` of ``inv(S_est) @ S_gt`` (a right perturbation in
+    the step's end frame, ROS order, as the covariances), and ``NEES = e^T cov^-1 e``. A
+    consistent estimator puts ``confidence`` of its steps inside
+    ``[chi2_6((1 - c) / 2), chi2_6((1 + c) / 2)]`` (1.24 .. 14.45 for 95 %).
+
+    Args:
+        motions: (4, 4) estimated steps ``T_prev_cur``.
+        covariances: (6, 6) their right covariances.
+        gt_motions: (4, 4) GT steps (rotations projected onto SO(3) here).
+        confidence: two-sided band probability.
+
+    Returns:
+        ``(fraction inside, (N,) NEES values)``; fraction NaN without steps.
+    """
+    from scipy.stats import chi2
+
+    nees = []
+    for S, C, G in zip(motions, covariances, gt_motions):
+        D = invert_pose(orthonormalize_pose(S)) @ orthonormalize_pose(G)
+        e = np.concatenate([D[:3, 3], so3_log(D[:3, :3])])
+        nees.append(float(e @ np.linalg.solve(C, e)))
+    values = np.asarray(nees)
+    if values.size == 0:
+        return float("nan"), values
+    lo, hi = chi2.ppf((1 - confidence) / 2, 6), chi2.ppf((1 + confidence) / 2, 6)
+    return float(np.mean((values >= lo) & (values <= hi))), values

@@ -126,14 +126,16 @@ class Localizer:
         self.map = keyframe_map
 
     # ------------------------------------------------------------------ the pipeline
-    def localize(self, frame: Frame,
-                 keyframe_ids: Optional[Sequence[int]] = None) -> LocalizationResult:
+    def localize(self, frame: Frame, keyframe_ids: Optional[Sequence[int]] = None,
+                 query: Optional[Encoding] = None) -> LocalizationResult:
         """Pose of one frame in the map (see the module docstring for the failure policy).
 
         Args:
             frame: the query.
             keyframe_ids: match against these keyframes instead of the retrieved places (e.g. an
                 oracle list in evaluations); unknown ids give ``success=False``.
+            query: the frame's encoding by this backend when the caller already has it (the
+                tracker relocalizing a frame it encoded), so the image is not encoded twice.
         """
         timer = StageTimer()
         problem = frame_problem(frame)
@@ -142,8 +144,9 @@ class Localizer:
         if len(self.map) == 0 or self.map.index is None:
             return self._result(timer, reason="map is empty")
         try:
-            query = self.backend.encode(frame.rgb)
-            timer.add(query.timings)
+            if query is None:
+                query = self.backend.encode(frame.rgb)
+                timer.add(query.timings)
             with timer.stage("retrieval"):
                 places = self._places(query, frame, keyframe_ids)
             if not places:

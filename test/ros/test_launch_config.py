@@ -19,8 +19,10 @@ from mast3r_ros.core.config import LocalizerConfig
 from mast3r_ros.core.errors import ConfigError
 from mast3r_ros.ros.common.graph_procs import MODULES
 from mast3r_ros.ros.common.launch_args import (
+    LOCALIZE_ODOMETRY_ARGS,
     LOCALIZER_ARGS,
     MAPPER_ARGS,
+    ODOMETRY_ARGS,
     LaunchArg,
     parameter_overrides,
 )
@@ -28,14 +30,21 @@ from mast3r_ros.ros.common.node_config import LocalizerNodeConfig
 from mast3r_ros.ros.common.params import iter_param_specs
 
 REPO = Path(__file__).resolve().parents[2]
-LAUNCH = {"localizer": ("localize.launch.py", LOCALIZER_ARGS),
-          "mapper": ("mapping.launch.py", MAPPER_ARGS)}
-NODES = ["localizer", "mapper"]
+LAUNCH = {"localizer": ("localize.launch.py", LOCALIZER_ARGS + LOCALIZE_ODOMETRY_ARGS),
+          "mapper": ("mapping.launch.py", MAPPER_ARGS),
+          "odometry": ("odometry.launch.py", ODOMETRY_ARGS)}
+NODES = ["localizer", "mapper", "odometry"]
+ARG_TABLES = {"localizer": "LOCALIZER_ARGS", "mapper": "MAPPER_ARGS",
+              "odometry": "ODOMETRY_ARGS"}
 
 
 def _specs(node: str) -> dict:
     if node == "localizer":
         sections: tuple = (("", LocalizerNodeConfig), ("", LocalizerConfig))
+    elif node == "odometry":
+        from mast3r_ros.ros.odometry.node import param_specs
+
+        return {s.name: s for _, s in param_specs()}
     else:
         from mast3r_ros.ros.mapper.node import SECTIONS as sections
     return {s.name: s for prefix, cls in sections for s in iter_param_specs(cls, prefix)}
@@ -46,7 +55,7 @@ def test_launch_arguments_set_existing_parameters(node: str) -> None:
     _, args = LAUNCH[node]
     specs = _specs(node)
     params = [a.parameter for a in args if a.parameter is not None]
-    assert "map_path" in params and "model.checkpoint" in params
+    assert ("map_path" in params or node == "odometry") and "model.checkpoint" in params
     unknown = [p for p in params if p not in specs and p != "use_sim_time"]
     assert not unknown, unknown
     names = [a.name for a in args]
@@ -62,7 +71,7 @@ def test_launch_file_uses_the_argument_table(node: str) -> None:
     file, _ = LAUNCH[node]
     tree = ast.parse((REPO / "launch" / file).read_text())
     names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
-    assert {"LOCALIZER_ARGS" if node == "localizer" else "MAPPER_ARGS", "lifecycle_node"} <= names
+    assert {ARG_TABLES[node], "lifecycle_node"} <= names
     executables = [kw.value.value for n in ast.walk(tree) if isinstance(n, ast.keyword)
                    and n.arg == "executable" and isinstance(kw := n, ast.keyword)
                    and isinstance(n.value, ast.Constant)]

@@ -34,13 +34,15 @@ logger = logging.getLogger(__name__)
 
 
 def extract_sift(rgb: np.ndarray, n_features: int = SiftConfig.n_features,
-                 root_sift: bool = SiftConfig.root_sift) -> SiftFeatures:
+                 root_sift: bool = SiftConfig.root_sift,
+                 contrast_threshold: float = SiftConfig.contrast_threshold) -> SiftFeatures:
     """SIFT keypoints and descriptors of an RGB image (optionally RootSIFT-normalised).
 
     Args:
         rgb: (H, W, 3) uint8 image.
         n_features: OpenCV ``nfeatures``.
         root_sift: Hellinger-normalise the descriptors (then they are no longer integers).
+        contrast_threshold: OpenCV ``contrastThreshold`` (lower keeps weaker features).
 
     Raises:
         ImageError: not an (H, W, 3) uint8 image.
@@ -49,7 +51,7 @@ def extract_sift(rgb: np.ndarray, n_features: int = SiftConfig.n_features,
             or rgb.dtype != np.uint8:
         raise ImageError(f"SIFT needs an (H, W, 3) uint8 image, got {getattr(rgb, 'shape', rgb)}")
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    sift = cv2.SIFT.create(nfeatures=int(n_features))
+    sift = cv2.SIFT.create(nfeatures=int(n_features), contrastThreshold=float(contrast_threshold))
     kps, desc = sift.detectAndCompute(grey, None)
     if desc is None or not kps:
         return SiftFeatures(np.zeros((0, 2)), np.zeros((0, 128), dtype=np.float32))
@@ -109,12 +111,15 @@ class SiftBackend:
                        "product", config.n_features)
         self.config = config
         tag = f"opencv-sift-n{config.n_features}{'-root' if config.root_sift else ''}"
+        if config.contrast_threshold != 0.04:  # OpenCV's default: earlier tags stay valid
+            tag += f"-c{config.contrast_threshold:g}"
         self.encoder_id = EncoderId(self.name, tag, 0, "", TINY_DESCRIPTOR, SiftFeatures.KIND)
 
     def encode(self, rgb: np.ndarray) -> Encoding:
         """SIFT features (``encode`` time) and the tiny-image descriptor of one image."""
         t0 = time.perf_counter()
-        feats = extract_sift(rgb, self.config.n_features, self.config.root_sift)
+        feats = extract_sift(rgb, self.config.n_features, self.config.root_sift,
+                             self.config.contrast_threshold)
         desc = tiny_image_descriptor(rgb)
         return Encoding(self.encoder_id, int(rgb.shape[1]), int(rgb.shape[0]), desc, feats,
                         Timings(encode=time.perf_counter() - t0))

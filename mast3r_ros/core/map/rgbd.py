@@ -28,7 +28,8 @@ import numpy as np
 from mast3r_ros.core.errors import InputError
 from mast3r_ros.core.map.keyframe import Keyframe, KeyframeMap, MapMeta
 
-__all__ = ["build_map_from_rgbd", "register_depth", "read_matrix", "read_rgb"]
+__all__ = ["build_map_from_rgbd", "register_depth", "read_matrix", "read_rgb",
+           "rgbd_intrinsics", "list_rgbd_frames", "read_rgbd_frame"]
 
 logger = logging.getLogger(__name__)
 _FRAME = re.compile(r"frame-(\d+)\.color\.(jpg|png)$")
@@ -75,6 +76,51 @@ def register_depth(depth_d: np.ndarray, K_depth: np.ndarray, K_color: np.ndarray
                      borderValue=0.0)
 
 
+def rgbd_intrinsics(base: Path) -> tuple[np.ndarray, np.ndarray]:
+    """``(K_color, K_depth)`` of a data set folder (``K_depth`` defaults to ``K_color``)."""
+    K_color = read_matrix(base / "color-intrinsics.txt", (3, 3))
+    K_depth = (read_matrix(base / "camera-intrinsics.txt", (3, 3))
+               if (base / "camera-intrinsics.txt").exists() else K_color)
+    return K_color, K_depth
+
+
+def list_rgbd_frames(folder: Path) -> list[tuple[int, Path]]:
+    """``(frame number, colour image path)`` of every ``frame-NNNNNN.color.*`` in ``folder``,
+    sorted by number."""
+    return sorted((int(m.group(1)), p) for p in Path(folder).iterdir()
+                  if (m := _FRAME.search(p.name)))
+
+
+def read_rgbd_frame(color_path: Path, K_color: np.ndarray, K_depth: np.ndarray, *,
+                    depth_scale: float = 1000.0,
+                    depth_offset_px: tuple[float, float] = (0.0, 0.0)
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One posed RGB-D frame: its colour image, its depth registered to it, its pose.
+
+    Args:
+        color_path: ``.../frame-NNNNNN.color.jpg``; the depth and pose files sit next to it.
+        K_color: (3, 3) intrinsics of the colour image.
+        K_depth: (3, 3) intrinsics of the depth image.
+        depth_scale: depth PNG units per metre.
+        depth_offset_px: offset of the registration (see :func:`register_depth`).
+
+    Returns:
+        ``(rgb (H, W, 3) uint8, depth (H, W) float32 metres (0 = none), T_world_cam (4, 4))``.
+
+    Raises:
+        InputError: a missing or unreadable file.
+    """
+    folder, stem = color_path.parent, color_path.name.split(".color.")[0]
+    rgb = read_rgb(color_path)
+    raw = cv2.imread(str(folder / f"{stem}.depth.png"), cv2.IMREAD_UNCHANGED)
+    if raw is None:
+        raise InputError(f"missing depth image for {color_path}")
+    depth_d = raw.astype(np.float32) / depth_scale
+    depth_d[(raw == 0) | (raw == 65535)] = 0.0
+    depth = register_depth(depth_d, K_depth, K_color, rgb.shape[:2], depth_offset_px)
+    return rgb, depth, read_matrix(folder / f"{stem}.pose.txt", (4, 4))
+
+
 def build_map_from_rgbd(root: Union[str, Path], *, depth_scale: float = 1000.0, fps: float = 30.0,
                         depth_offset_px: tuple[float, float] = (0.0, 0.0),
                         max_frames: Optional[int] = None, stride: int = 1) -> KeyframeMap:
@@ -96,26 +142,14 @@ def build_map_from_rgbd(root: Union[str, Path], *, depth_scale: float = 1000.0, 
     """
     root = Path(root)
     map_dir = root / "map" if (root / "map").is_dir() else root
-    base = map_dir.parent if map_dir != root else root
-    K_color = read_matrix(base / "color-intrinsics.txt", (3, 3))
-    K_depth = (read_matrix(base / "camera-intrinsics.txt", (3, 3))
-               if (base / "camera-intrinsics.txt").exists() else K_color)
-    frames = sorted((int(m.group(1)), p) for p in map_dir.iterdir()
-                    if (m := _FRAME.search(p.name)))
-    frames = frames[::max(stride, 1)][:max_frames]
+    K_color, K_depth = rgbd_intrinsics(map_dir.parent if map_dir != root else root)
+    frames = list_rgbd_frames(map_dir)[::max(stride, 1)][:max_frames]
     if not frames:
         raise InputError(f"no frame-*.color.jpg files under {map_dir}")
     kfs = []
     for num, color_path in frames:
-        stem = color_path.name.split(".color.")[0]
-        rgb = read_rgb(color_path)
-        raw = cv2.imread(str(map_dir / f"{stem}.depth.png"), cv2.IMREAD_UNCHANGED)
-        if raw is None:
-            raise InputError(f"missing depth image for {color_path}")
-        depth_d = raw.astype(np.float32) / depth_scale
-        depth_d[(raw == 0) | (raw == 65535)] = 0.0
-        depth = register_depth(depth_d, K_depth, K_color, rgb.shape[:2], depth_offset_px)
-        T = read_matrix(map_dir / f"{stem}.pose.txt", (4, 4))
+        rgb, depth, T = read_rgbd_frame(color_path, K_color, K_depth, depth_scale=depth_scale,
+                                        depth_offset_px=depth_offset_px)
         kfs.append(Keyframe(num, rgb, K_color, T, num / fps, depth))
     meta = MapMeta(created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                    source=f"rgbd:{root}")

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from mast3r_ros.core.errors import InputError
+from mast3r_ros.core.evaluation import parse_frame_ranges as frame_range_groups
 from mast3r_ros.core.evaluation import read_queries
 from mast3r_ros.core.geometry.se3 import (
     invert_pose,
@@ -68,28 +69,17 @@ class SequenceFrame:
 
 
 def parse_frame_ranges(spec: Optional[str], n: int) -> list[int]:
-    """Indices selected by comma-separated Python slices ``START:END[:STEP]`` into ``range(n)``.
+    """Indices selected by comma-separated Python slices ``START:END[:STEP]`` into ``range(n)``,
+    in play order (:func:`mast3r_ros.core.evaluation.parse_frame_ranges`, flattened).
 
     Example: ``parse_frame_ranges("0:6:2,5:0:-2", 6) == [0, 2, 4, 5, 3, 1]``; None = all.
 
     Raises:
-        InputError: a part that is not a slice of integers, or a zero step.
+        InputError: a part that is not a slice of integers, a zero step, or an empty selection.
     """
     if spec is None or not spec.strip():
         return list(range(n))
-    out: list[int] = []
-    for part in spec.split(","):
-        fields = part.strip().split(":")
-        if len(fields) not in (2, 3):
-            raise InputError(f"frame range {part!r} is not START:END[:STEP]")
-        try:
-            nums = [int(f) if f.strip() else None for f in fields]
-        except ValueError as exc:
-            raise InputError(f"frame range {part!r}: {exc}") from exc
-        if len(nums) == 3 and nums[2] == 0:
-            raise InputError(f"frame range {part!r}: step must not be 0")
-        out += list(range(n))[slice(*nums)]
-    return out
+    return [i for group in frame_range_groups(spec, n) for i in group]
 
 
 def sequence_files(folder: Union[str, Path], stride: int = 1) -> list[Path]:

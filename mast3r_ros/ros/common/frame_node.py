@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import traceback
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import numpy as np
@@ -34,6 +35,7 @@ from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
+from mast3r_ros.core.errors import Mast3rRosError
 from mast3r_ros.ros.common.conversions import K_for_image, camera_info_to_K
 from mast3r_ros.ros.common.outputs import FrameCounters
 
@@ -180,6 +182,22 @@ class FrameNodeMixin(_NodeBase):
                     self._process(pending)
 
     # ------------------------------------------------------------------ lifecycle
+    def _build_core(self, build: Callable[[], Any], what: str) -> Any:
+        """Run ``build`` (loads a model, a map ...) for ``configure``.
+
+        Returns:
+            Its result, or a FAILURE ``TransitionCallbackReturn`` (reason logged and recorded)
+            when it raised: a typed error says what to fix, anything else is an internal error.
+        """
+        try:
+            return build()
+        except Mast3rRosError as exc:
+            return self._fail_transition(f"cannot {what}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - report, stay unconfigured, keep serving
+            self.get_logger().error(traceback.format_exc())
+            return self._fail_transition(f"internal error while trying to {what}: "
+                                         f"{type(exc).__name__}: {exc}")
+
     def _fail_transition(self, reason: str) -> TransitionCallbackReturn:
         """Log ``reason``, record it in the counters and fail the transition."""
         self.get_logger().error(reason)

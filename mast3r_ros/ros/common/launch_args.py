@@ -14,7 +14,8 @@ from typing import Any, Mapping, Optional, Sequence
 
 from mast3r_ros.core.errors import ConfigError
 
-__all__ = ["LaunchArg", "LOCALIZER_ARGS", "MAPPER_ARGS", "parameter_overrides", "lifecycle_node"]
+__all__ = ["LaunchArg", "LOCALIZER_ARGS", "MAPPER_ARGS", "ODOMETRY_ARGS", "LOCALIZE_ODOMETRY_ARGS",
+           "parameter_overrides", "lifecycle_node"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,14 @@ def _frames_and_tf(node: str) -> list[LaunchArg]:
         LaunchArg("odom_topic", "", "optional nav_msgs/Odometry topic fed to TF as odom -> base "
                                     "(param odom_topic)", "odom_topic"),
     ]
+    if node == "odometry":  # the odometry node makes odom -> base: no map, no odometry input
+        return out[1:4] + [
+            LaunchArg("publish_tf", "", "publish odom -> base_frame (param publish_tf)",
+                      "publish_tf", "bool"),
+            LaunchArg("publish_null_when_lost", "", "rtabmap's null odometry while lost (param "
+                                                    "publish_null_when_lost)",
+                      "publish_null_when_lost", "bool"),
+        ]
     if node == "localizer":
         out += [
             LaunchArg("publish_tf", "", "publish map -> odom (param publish_tf)", "publish_tf",
@@ -87,6 +96,25 @@ LOCALIZER_ARGS: tuple[LaunchArg, ...] = (
     LaunchArg("rviz", "false", "also start rviz2 with config/mast3r_ros.rviz", kind="bool"),
 )
 
+#: ``odometry.launch.py``: the odometry node (SLAM front end).
+ODOMETRY_ARGS: tuple[LaunchArg, ...] = (
+    LaunchArg("backend", "", "mast3r (the product) or sift (classical baseline) (param "
+                             "backend)", "backend"),
+    *_common("odometry", "odometry.yaml"),
+    LaunchArg("depth_topic", "/camera/depth/image_raw", "optional registered depth input "
+                                                        "(16UC1 mm or 32FC1 m)"),
+)
+
+#: what ``localize.launch.py`` adds for ``odometry:=true`` (the odometry node then also takes its
+#: shared arguments: backend, checkpoint, device, topics, frames, autostart, namespace)
+LOCALIZE_ODOMETRY_ARGS: tuple[LaunchArg, ...] = (
+    LaunchArg("odometry", "false", "also run the odometry node (SLAM front end): map -> odom -> "
+                                   "base_link from the camera alone", kind="bool"),
+    LaunchArg("odometry_params_file", "", "parameters YAML of the odometry node; unset = the "
+                                          "package's config/odometry.yaml"),
+    ODOMETRY_ARGS[-1],
+)
+
 #: ``mapping.launch.py``: the mapper.
 MAPPER_ARGS: tuple[LaunchArg, ...] = (
     LaunchArg("map", "", "output map directory used by save_map when its request path is empty "
@@ -124,29 +152,32 @@ def parameter_overrides(args: Sequence[LaunchArg], given: Mapping[str, str]) -> 
 
 
 def lifecycle_node(context: Any, *, executable: str, args: Sequence[LaunchArg],
-                   params_yaml: str) -> list[Any]:
+                   params_yaml: str, params_arg: str = "params_file") -> list[Any]:
     """The ``launch_ros`` LifecycleNode of a launch file (an ``OpaqueFunction`` body).
 
     Args:
         context: the launch context (resolves the arguments).
         executable: ``lib/mast3r_ros/<executable>``, also the node name.
-        args: the launch file's arguments.
+        args: the node's arguments (declared by the launch file).
         params_yaml: file name in the package's ``config/`` (the default params file).
+        params_arg: the argument naming the node's params file.
     """
     from launch.substitutions import LaunchConfiguration
     from launch_ros.actions import LifecycleNode
 
     given = {a.name: LaunchConfiguration(a.name).perform(context) for a in args}
-    params_file = given["params_file"]
+    params_file = given[params_arg]
     if not params_file:  # the installed one
         from ament_index_python.packages import get_package_share_directory
 
         params_file = f"{get_package_share_directory('mast3r_ros')}/config/{params_yaml}"
     overrides = parameter_overrides(args, given)
     image = given["image_topic"]
+    remaps = [("image", image), ("image/compressed", f"{image}/compressed"),
+              ("camera_info", given["camera_info_topic"])]
+    if given.get("depth_topic"):
+        remaps.append(("depth", given["depth_topic"]))
     return [LifecycleNode(
         package="mast3r_ros", executable=executable, name=executable,
         namespace=given["namespace"], output="screen",
-        parameters=[params_file] + ([overrides] if overrides else []),
-        remappings=[("image", image), ("image/compressed", f"{image}/compressed"),
-                    ("camera_info", given["camera_info_topic"])])]
+        parameters=[params_file] + ([overrides] if overrides else []), remappings=remaps)]

@@ -17,7 +17,8 @@ from mast3r_ros.core.config import InputConfig, opt, validate_fields
 from mast3r_ros.core.errors import ConfigError
 from mast3r_ros.ros.common.transforms import xyzquat_to_matrix
 
-__all__ = ["LocalizerNodeConfig", "MapperNodeConfig", "check_frame_id", "check_topic_name"]
+__all__ = ["LocalizerNodeConfig", "MapperNodeConfig", "OdometryNodeConfig", "check_frame_id",
+           "check_topic_name"]
 
 _IDENTITY = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0)
 
@@ -61,14 +62,16 @@ def check_topic_name(value: str, what: str, allow_empty: bool = False) -> None:
                           f"{str(exc).splitlines()[0]}") from exc
 
 
-def _check_common(cfg: Any) -> None:
-    """Checks shared by both node configs (frames, odometry topic, fallback extrinsic)."""
+def _check_common(cfg: Any, frames: tuple[str, ...] = ("map_frame", "odom_frame", "base_frame")
+                  ) -> None:
+    """Checks shared by the node configs (frames, odometry topic, fallback extrinsic)."""
     name = type(cfg).__name__
     validate_fields(cfg)
-    for field in ("map_frame", "odom_frame", "base_frame"):
+    for field in frames:
         check_frame_id(getattr(cfg, field), f"{name}.{field}")
     check_frame_id(cfg.camera_frame, f"{name}.camera_frame", allow_empty=True)
-    check_topic_name(cfg.odom_topic, f"{name}.odom_topic", allow_empty=True)
+    if hasattr(cfg, "odom_topic"):
+        check_topic_name(cfg.odom_topic, f"{name}.odom_topic", allow_empty=True)
     if len(cfg.base_T_camera) != 7:
         raise ConfigError(f"{name}.base_T_camera needs 7 numbers: x y z qx qy qz qw")
     try:
@@ -184,3 +187,45 @@ class MapperNodeConfig:
 
     def __post_init__(self) -> None:
         _check_common(self)
+
+
+@dataclass(frozen=True)
+class OdometryNodeConfig:
+    """The ROS 2 odometry node (SLAM front end): frames, inputs, outputs.
+
+    ROS parameters use these names at the top level, followed by the pipeline's ``LocalizerConfig``
+    fields (``backend``, ``model.*``, ``sift.*``, ``matching.*``, ``pose.*``, ``retrieval.*``, with
+    the defaults of ``tracking_pipeline()``) and ``tracking.*`` (``TrackingConfig``).
+    """
+
+    autostart: bool = opt(True, "configure and activate at start-up; false when a lifecycle "
+                                "manager drives the node", read_only=True)
+    odom_frame: str = opt("odom", "frame of the odometry (the base starts at its origin)")
+    base_frame: str = opt("base_link", "robot base frame (child frame of odom and of the TF)")
+    camera_frame: str = opt("", _CAMERA_FRAME_HELP)
+    base_T_camera: tuple = opt(_IDENTITY, _BASE_T_CAMERA_HELP)
+    transform_timeout: float = opt(0.1, "how long (s) the camera extrinsic lookup at an image "
+                                        "stamp may wait", range=(0.0, 5.0))
+    publish_tf: bool = opt(True, "publish odom -> base_frame on /tf (false when another node, e.g. "
+                                 "robot_localization, owns it); never map -> odom")
+    publish_null_when_lost: bool = opt(False, "while lost, publish odom messages with a zero "
+                                              "orientation and covariance 9999 (rtabmap's null "
+                                              "odometry) instead of nothing")
+    require_camera_info: bool = opt(True, "wait for camera_info; False lets the backend estimate K "
+                                          "(MASt3R only)")
+    depth_tolerance: float = opt(0.02, "a depth image is used when its stamp is within this of "
+                                       "the colour image's (s)", range=(0.0, 1.0))
+    max_image_pixels: int = opt(InputConfig.max_image_pixels,
+                                "larger images are rejected (width*height)",
+                                range=(256, 100_000_000))
+    max_stamp_regression: float = opt(0.0, "frames whose stamp goes back by more than this (s) "
+                                            "are rejected", range=(0.0, None))
+    path_length: int = opt(2000, "poses kept in ~/path (oldest dropped)", range=(1, 1_000_000))
+    graph_keyframes: int = opt(5000, "keyframes kept in the latched ~/graph (oldest dropped)",
+                               range=(1, 1_000_000))
+    keyframe_images: bool = opt(True, "~/keyframes messages carry the keyframe's image and depth")
+    diagnostics_period: float = opt(1.0, "seconds between /diagnostics messages",
+                                    range=(0.05, 60.0))
+
+    def __post_init__(self) -> None:
+        _check_common(self, ("odom_frame", "base_frame"))

@@ -24,7 +24,6 @@ of :class:`~mast3r_ros.ros.common.node_config.LocalizerNodeConfig` and of the co
 from __future__ import annotations
 
 import threading
-import traceback
 from typing import Any, Callable, Optional
 
 from geometry_msgs.msg import PoseWithCovarianceStamped
@@ -175,14 +174,10 @@ class LocalizerNode(LocalizerServicesMixin, LocalizerProcessingMixin, FrameNodeM
             if not self.cfg.map_path:
                 return self._fail_transition("parameter map_path is empty; give a map directory "
                                              "(build one with `mast3r-ros map-from-rgbd`)")
-            try:
-                localizer = self._factory(self.loc_cfg, self.cfg.map_path)
-            except Mast3rRosError as exc:
-                return self._fail_transition(f"cannot load model/map: {exc}")
-            except Exception as exc:  # noqa: BLE001 - report, stay unconfigured, keep serving
-                self.get_logger().error(traceback.format_exc())
-                return self._fail_transition(f"internal error while loading model/map: "
-                                             f"{type(exc).__name__}: {exc}")
+            localizer = self._build_core(lambda: self._factory(self.loc_cfg, self.cfg.map_path),
+                                         "load model/map")
+            if isinstance(localizer, TransitionCallbackReturn):
+                return localizer
             with self._loc_lock:
                 self._localizer = localizer
             self._create_io()
