@@ -22,7 +22,8 @@ from ros_graph_helpers import K_DEMO, Probe, RosGraph, camera_mount, wait_for
 from sensor_msgs.msg import CompressedImage
 from std_srvs.srv import Trigger
 
-from mast3r_ros.core.config import LocalizerConfig
+from mast3r_ros.core.config import LocalizerConfig, MatchingConfig
+from mast3r_ros.core.geometry.camera import scale_intrinsics
 from mast3r_ros.core.localizer import Localizer
 from mast3r_ros.core.map import load_map
 from mast3r_ros.core.types import Frame
@@ -57,13 +58,15 @@ def frames(data_dir: Path) -> list[np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def rig(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory
+def rig(tied_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory
         ) -> Iterator[tuple[RosGraph, MapperNode, Probe]]:
+    """The mapper with the tied tiny checkpoint (identical images match pixel for pixel, so a
+    keyframe's own image must localize at its saved pose)."""
     graph = RosGraph()
     cache = str(tmp_path_factory.mktemp("mapper_pair_cache"))  # both builds share their pairs
     try:
         node = graph.add(MapperNode(context=graph.context, parameter_overrides=_params(
-            tiny_checkpoint, **{"mapping.cache_dir": cache})))
+            tied_checkpoint, **{"mapping.cache_dir": cache})))
         probe = Probe(graph)
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -261,9 +264,19 @@ def test_build_and_save_map(rig: Any, frames: list[np.ndarray], tmp_path: Path) 
         np.testing.assert_allclose(pose_to_matrix(p.pose), T, atol=1e-5)
     assert all(kf.has_3d for kf in kmap.keyframes())
     assert [kf.stamp for kf in kmap.keyframes()] == [10.0, 12.0, 13.0]
-    # the localizer's own loader accepts it and runs a query against it
+    # the localizer loads it with its stored encodings, and they belong to the stored images: the
+    # second keyframe's own camera image (frame 4) matches it pixel for pixel (tied network)
     loc = Localizer.from_paths(LocalizerConfig(backend="mast3r", model=node.model_cfg), str(out))
-    result = loc.localize(Frame(rgb=frames[4], K=K_DEMO / 4 + np.diag([0, 0, 0.75]), stamp=20.0))
-    assert len(loc.map) == 3 and result.reason  # success is not expected from random weights
+    assert len(loc.map) == 3 and not loc.map.missing_encodings()
+    kf = loc.map.keyframe(loc.map.ids[1])
+    sx = frames[4].shape[1] / kf.width
+    dense = MatchingConfig(subsample=2, desc_conf_threshold=0.0)
+    pair = loc.backend.match(loc.backend.encode(frames[4]), [loc.map.keyframe_encoding(kf.id)],
+                             dense).pairs[0]
+    assert len(pair) > 0.9 * (kf.width // 2) * (kf.height // 2)  # every seed of the 2-px grid
+    np.testing.assert_allclose(pair.xy_query, (pair.xy_ref + 0.5) * sx - 0.5, atol=1e-6)
+    K_q = scale_intrinsics(kf.K, sx, frames[4].shape[0] / kf.height)
+    result = loc.localize(Frame(rgb=frames[4], K=K_q, stamp=20.0))
+    assert result.backend == "mast3r" and result.timings.decode > 0 and result.reason
     diag = [d for d in probe.got["diag"] if d.status[0].name.endswith("mapping")]
     assert diag and {kv.key for kv in diag[-1].status[0].values} >= {"keyframes", "builds"}

@@ -109,8 +109,8 @@ class OdometryNode(OdometryServicesMixin, OdometryProcessingMixin, FrameNodeMixi
     @staticmethod
     def _configs_from(values: dict[str, Any]
                       ) -> tuple[OdometryNodeConfig, LocalizerConfig, TrackingConfig]:
-        return tuple(config_from_values(cls, values, prefix)  # type: ignore[return-value]
-                     for prefix, cls in SECTIONS)
+        node, loc, track = (config_from_values(cls, values, prefix) for prefix, cls in SECTIONS)
+        return node, loc, track
 
     def _on_set_parameters(self, params: list[Any]) -> SetParametersResult:
         values = dict(self._values)

@@ -106,6 +106,9 @@ class OdometryProcessingMixin(OdometryBase):
                                     c.base_T_camera)
 
     def _process(self, p: Pending) -> None:
+        tracker = self._tracker
+        if tracker is None:  # released by cleanup while the frame waited
+            return
         t0 = time.monotonic()
         header = Header(stamp=p.msg.header.stamp, frame_id=self.cfg.odom_frame)
         result: Optional[TrackResult] = None
@@ -117,10 +120,10 @@ class OdometryProcessingMixin(OdometryBase):
             fields["latency_conversion"] = float(time.monotonic() - t0)
             ext = self._extrinsic(p.msg.header, frame.frame_id)
             self.last_extrinsic, fields["extrinsic"] = ext, ext.note
-            if self._tracker.state is TrackingState.INIT:  # the base starts at the odom origin,
+            if tracker.state is TrackingState.INIT:  # the base starts at the odom origin,
                 start = self._start  # or where ~/reset_to_pose put it
-                self._tracker.reset_to_pose(*(start if start else (ext.T_base_cam,)))
-            result = self._tracker.process(frame, depth)
+                tracker.reset_to_pose(*(start if start else (ext.T_base_cam,)))
+            result = tracker.process(frame, depth)
             state, reason = result.state.value, result.reason
             self._publish_result(header, result, ext, frame.frame_id)
         except PausedError as exc:
@@ -129,7 +132,7 @@ class OdometryProcessingMixin(OdometryBase):
             state, reason = "waiting_for_camera_info", str(exc)
             self.get_logger().warning(reason, throttle_duration_sec=THROTTLE_S)
         except Mast3rRosError as exc:
-            state, reason = self._tracker.state.value, f"rejected frame: {exc}"
+            state, reason = tracker.state.value, f"rejected frame: {exc}"
             self.counters.rejected += 1
             self.get_logger().warning(reason, throttle_duration_sec=THROTTLE_S)
         except Exception as exc:  # noqa: BLE001 - a callback must never kill the node
@@ -185,6 +188,8 @@ class OdometryProcessingMixin(OdometryBase):
         if not result.keyframes and not result.edges:
             return
         edges = list(result.edges)
+        if self._tracker is None:
+            return
         window = self._tracker.window
         for ev in result.keyframes:
             cov = (right_to_world(ev.keyframe.T_map_cam, window.entry(ev.id).covariance)
