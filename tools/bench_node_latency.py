@@ -37,7 +37,7 @@ from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
 from mast3r_ros.core.map import build_map_from_rgbd, read_rgb, save_map  # noqa: E402
-from mast3r_ros.core.types import LocalizationResult  # noqa: E402
+from mast3r_ros.core.types import LocalizationResult, Timings  # noqa: E402
 from mast3r_ros.msg import LocalizationStatus  # noqa: E402
 from mast3r_ros.ros.common.conversions import rgb_to_image  # noqa: E402
 from mast3r_ros.ros.localizer.node import LocalizerNode, _real_factory  # noqa: E402
@@ -60,7 +60,9 @@ class NullLocalizer:
     def localize(self, frame: object) -> LocalizationResult:
         pts = np.zeros((500, 3))
         return LocalizationResult(True, "ok", np.eye(4), np.eye(6) * 1e-4, 600, 500, 0.5, pts,
-                                  np.zeros((500, 2)), [0], [1.0], {"total": 0.0}, "pnp", "null")
+                                  np.zeros((500, 2)), "pnp", keyframe_ids=[0],
+                                  retrieval_scores=[1.0], timings=Timings(total=0.0),
+                                  backend="null")
 
 
 def main() -> int:
@@ -95,7 +97,7 @@ def main() -> int:
     info = CameraInfo(width=640, height=480)
     info.k = [525.0, 0, 320, 0, 525.0, 240, 0, 0, 1]
     time.sleep(1.0)
-    for i in range(args.frames + args.warmup):
+    for _ in range(args.frames + args.warmup):
         stamp = cam.get_clock().now().to_msg()
         info.header.stamp = stamp
         info_pub.publish(info)

@@ -28,7 +28,8 @@ import numpy as np
 from mast3r_ros.core.features import EncoderId, Features
 
 __all__ = ["ImageSized", "Frame", "Timings", "StageTimer", "Encoding", "KeyframeEncoding",
-           "PairMatches", "QueryGeometry", "MatchResult", "LocalizationResult"]
+           "PairMatches", "QueryGeometry", "MatchResult", "PoseEstimate",
+           "LocalizationResult"]
 
 _NAN = float("nan")
 
@@ -252,29 +253,21 @@ class MatchResult:
         return sum(len(p) for p in self.pairs)
 
 
-@dataclass
-class LocalizationResult:
-    """Outcome of localizing one frame. Never raised: ``success=False`` carries a ``reason``.
+@dataclass(frozen=True)
+class PoseEstimate:
+    """Outcome of a pose solver (a value; failures carry a reason).
 
     Attributes:
-        success: True when the pose passed every gate.
-        reason: short human-readable reason ("ok" on success).
-        T_map_cam: (4, 4) camera-to-map pose, or None.
-        covariance: (6, 6) covariance of the pose in the map frame, order (x, y, z, rx, ry, rz)
-            (m^2 and rad^2, rotation as a small-angle perturbation), as in ROS
-            ``PoseWithCovariance``; None when unavailable.
-        num_matches: number of 2D-3D (or 2D-2D) correspondences fed to the solver.
-        num_inliers: RANSAC / refinement inliers.
-        reprojection_error: median reprojection error of the inliers in pixels.
-        inlier_points_map: (M, 3) float64 map-frame points of the inliers.
-        inlier_xy_query: (M, 2) float64 query pixels of the inliers.
-        keyframe_ids: ids of the retrieved keyframes, best first.
-        retrieval_scores: similarity of each retrieved keyframe.
-        timings: seconds per stage.
-        method: solver used ("pnp", "essential", ...).
-        backend: matcher backend ("mast3r", "sift").
-        cluster_ids: keyframe ids of the retrieval cluster whose pose won (all retrieved keyframes
-            when there was one cluster).
+        success: every gate passed.
+        reason: "ok" or why not.
+        T_map_cam: (4, 4) camera-to-map pose (also set when a gate failed after solving), or None.
+        covariance: (6, 6) map-frame covariance (x, y, z, rx, ry, rz), or None.
+        num_matches: correspondences given to the solver.
+        num_inliers: correspondences consistent with the pose.
+        reprojection_error: median inlier reprojection error in pixels (NaN when unknown).
+        inlier_points_map: (M, 3) map-frame points of the inliers.
+        inlier_xy_query: (M, 2) query pixels of the inliers.
+        method: "pnp" or "essential".
     """
 
     success: bool
@@ -283,12 +276,30 @@ class LocalizationResult:
     covariance: Optional[np.ndarray] = None
     num_matches: int = 0
     num_inliers: int = 0
-    reprojection_error: float = _NAN
+    reprojection_error: float = float("nan")
     inlier_points_map: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
     inlier_xy_query: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    method: str = ""
+
+
+@dataclass(frozen=True)
+class LocalizationResult(PoseEstimate):
+    """Outcome of localizing one frame (a :class:`PoseEstimate` with what led to it). Never
+    raised: ``success=False`` carries a ``reason``.
+
+    Attributes (besides those of :class:`PoseEstimate`; ``covariance`` is in the map frame, order
+    (x, y, z, rx, ry, rz), m^2 and rad^2 with the rotation as a small-angle perturbation, as in ROS
+    ``PoseWithCovariance``; ``num_matches`` counts the 2D-3D or 2D-2D correspondences):
+        keyframe_ids: ids of the retrieved keyframes, best first.
+        retrieval_scores: similarity of each retrieved keyframe.
+        timings: seconds per stage.
+        backend: matcher backend ("mast3r", "sift").
+        cluster_ids: keyframe ids of the retrieval cluster whose pose won (all retrieved keyframes
+            when there was one cluster).
+    """
+
     keyframe_ids: list[int] = field(default_factory=list)
     retrieval_scores: list[float] = field(default_factory=list)
     timings: Timings = field(default_factory=Timings)
-    method: str = ""
     backend: str = ""
     cluster_ids: list[int] = field(default_factory=list)

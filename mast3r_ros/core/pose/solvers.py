@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import numpy as np
@@ -20,38 +19,9 @@ from mast3r_ros.core.geometry.pnp import estimate_pose_pnp
 from mast3r_ros.core.geometry.scale import estimate_scale
 from mast3r_ros.core.map.keyframe import Keyframe
 from mast3r_ros.core.pose.correspondences import Correspondences
-from mast3r_ros.core.types import PairMatches
+from mast3r_ros.core.types import PairMatches, PoseEstimate
 
 __all__ = ["PoseEstimate", "solve_pnp", "solve_essential"]
-
-
-@dataclass(frozen=True)
-class PoseEstimate:
-    """Outcome of a pose solver (a value; failures carry a reason).
-
-    Attributes:
-        success: every gate passed.
-        reason: "ok" or why not.
-        T_map_cam: (4, 4) camera-to-map pose (also set when a gate failed after solving), or None.
-        covariance: (6, 6) map-frame covariance (x, y, z, rx, ry, rz), or None.
-        num_matches: correspondences given to the solver.
-        num_inliers: correspondences consistent with the pose.
-        reprojection_error: median inlier reprojection error in pixels (NaN when unknown).
-        inlier_points_map: (M, 3) map-frame points of the inliers.
-        inlier_xy_query: (M, 2) query pixels of the inliers.
-        method: "pnp" or "essential".
-    """
-
-    success: bool
-    reason: str
-    T_map_cam: Optional[np.ndarray] = None
-    covariance: Optional[np.ndarray] = None
-    num_matches: int = 0
-    num_inliers: int = 0
-    reprojection_error: float = float("nan")
-    inlier_points_map: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
-    inlier_xy_query: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
-    method: str = ""
 
 
 def solve_pnp(corr: Correspondences, K: np.ndarray, cfg: PoseConfig) -> PoseEstimate:
