@@ -1,21 +1,22 @@
 """The back end's targets on the real 7-Scenes sequence (SIFT backend, CPU).
 
-Fed by the stand-in stream of ``stand_in_stream.py`` (a TEST HARNESS, not a front end) until the
-real tracker is available here. Each expensive run is a module-scoped fixture.
+Fed by the real front end (:class:`~mast3r_ros.core.tracking.Tracker`, through
+``eval slam``'s own ``front_end_stream``) with the SLAM front end's pipeline preset, exactly as
+``mast3r-ros eval slam`` runs. Each expensive run is a module-scoped fixture.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
-from stand_in_stream import StandInStream, stand_in_stream
 
-from mast3r_ros.cli.eval_slam import run_back_end
+from mast3r_ros.cli.eval_slam import front_end_stream, run_back_end
 from mast3r_ros.core.backends.sift import SiftBackend
-from mast3r_ros.core.config import LocalizerConfig, SlamConfig
+from mast3r_ros.core.config import LocalizerConfig, SlamConfig, tracking_pipeline
 from mast3r_ros.core.errors import InputError, MapError
 from mast3r_ros.core.localizer import Localizer
 from mast3r_ros.core.map import load_map
@@ -37,8 +38,20 @@ def data(data_dir: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def sift() -> tuple[LocalizerConfig, SiftBackend]:
-    loc = LocalizerConfig(backend="sift")
+    loc = dataclasses.replace(tracking_pipeline(), backend="sift")
     return loc, SiftBackend(loc.sift)
+
+
+@dataclass(frozen=True)
+class Stream:
+    """The front end's output: stream items in order and GT per keyframe id."""
+
+    items: list            # KeyframeEvent | GraphEdge, in stream order
+    gt: dict[int, np.ndarray]
+
+
+def tracked(frames: list, sift: tuple) -> Stream:
+    return Stream(*front_end_stream(frames, *sift))
 
 
 def run_mapper(items: list, sift: tuple) -> tuple[PoseGraphMapper, float]:
@@ -46,12 +59,12 @@ def run_mapper(items: list, sift: tuple) -> tuple[PoseGraphMapper, float]:
 
 
 @pytest.fixture(scope="module")
-def out_and_back_stream(data: Path, sift) -> StandInStream:
-    return stand_in_stream(read_sequence(data, 1, "0:66:2,65:0:-2"), sift[1], sift[0])
+def out_and_back_stream(data: Path, sift) -> Stream:
+    return tracked(read_sequence(data, 1, "0:66:2,65:0:-2"), sift)
 
 
 @pytest.fixture(scope="module")
-def out_and_back(out_and_back_stream: StandInStream, sift) -> tuple[PoseGraphMapper, dict, dict]:
+def out_and_back(out_and_back_stream: Stream, sift) -> tuple[PoseGraphMapper, dict, dict]:
     mapper, t = run_mapper(out_and_back_stream.items, sift)
     gt = out_and_back_stream.gt
     return mapper, summarize_slam(mapper, gt, 66, t)[0], gt
@@ -59,7 +72,7 @@ def out_and_back(out_and_back_stream: StandInStream, sift) -> tuple[PoseGraphMap
 
 def test_out_and_back_closes_loops_without_false_ones(out_and_back) -> None:
     s = out_and_back[1]
-    assert s["keyframes"] == 66
+    assert s["frames"] == 66 and 20 <= s["keyframes"] < 66  # the tracker's keyframe rule
     assert s["false_loops"] == 0
     assert s["loops_accepted"] >= 1
     assert s["ate_cm_slam"] <= s["ate_cm_odometry"]
@@ -81,7 +94,7 @@ def test_injected_false_loops_are_never_accepted(out_and_back_stream, out_and_ba
 @pytest.fixture(scope="module")
 def relocalization(data: Path, sift, tmp_path_factory) -> dict:
     frames = read_sequence(data, stride=2)
-    stream = stand_in_stream(frames, sift[1], sift[0])
+    stream = tracked(frames, sift)
     mapper, t = run_mapper(stream.items, sift)
     summary, S = summarize_slam(mapper, stream.gt, len(frames), t)
     path = mapper.save(tmp_path_factory.mktemp("slam") / "map")
@@ -96,11 +109,15 @@ def test_relocalization_in_the_slam_map_localizes_every_query(relocalization) ->
     assert r["reloc_median_cm"] <= 4.0
 
 
-@pytest.mark.xfail(strict=True, reason="target missed, see the report: the SLAM map's "
-                   "orientation differs from the KinectFusion GT by ~2 deg (frame-specific, "
-                   "not drift: extra edges do not change it), and the position-only SE(3) "
-                   "alignment that ATE uses turns the map by ~5 deg to fit position drift; "
-                   "measured median 4.8-5.2 deg, recall@5cm5deg 0.36-0.64")
+@pytest.mark.xfail(strict=True, reason="target missed (issue 14 note): positions fit GT (median "
+                   "3.1 cm) but orientations do not (median 5.0 deg, recall@5cm5deg 0.45). The "
+                   "position-only SE(3) alignment is ill-conditioned on this 1.7 x 0.4 x 0.7 m "
+                   "path with 3.5 cm ATE (rotation-aware alignments move it by up to 4 deg), and no "
+                   "single alignment gives both: keyframe orientations reach 1.3 deg only when "
+                   "positions are 14 cm off. Single-keyframe PnP edges carry 0.7 deg / 2.2 cm "
+                   "(0.67 s) to 1.8 deg / 6 cm (loops) of error vs the KinectFusion GT; loop "
+                   "weights, robust kernel and more loop candidates do not change it. Needs a "
+                   "keyframe bundle adjustment, not a pose graph.")
 def test_relocalization_rotation_and_recall_targets(relocalization) -> None:
     assert relocalization["reloc_median_deg"] <= 2.0
     assert relocalization["reloc_recall_5cm5deg"] >= 0.8
