@@ -55,14 +55,23 @@ class EncoderId:
         return ""
 
 
-def _array(arrays: dict[str, np.ndarray], name: str, dtype: np.dtype, ndim: int) -> np.ndarray:
-    if name not in arrays:
-        raise InputError(f"features: missing array {name!r} (have {sorted(arrays)})")
-    a = np.asarray(arrays[name])
-    if a.dtype != dtype or a.ndim != ndim:
-        raise InputError(f"features: {name} must be {ndim}-d {np.dtype(dtype).name}, got "
-                         f"{a.ndim}-d {a.dtype}")
-    return a
+def _arrays(owner: str, arrays: dict[str, np.ndarray],
+            schema: tuple[tuple[str, type, int], ...]) -> list[np.ndarray]:
+    """The arrays named in ``schema`` ((name, dtype, ndim) each), type-checked, in schema order.
+
+    Raises:
+        InputError: a missing array, or one of another dtype or dimensionality.
+    """
+    out = []
+    for name, dtype, ndim in schema:
+        if name not in arrays:
+            raise InputError(f"{owner}: missing array {name!r} (have {sorted(arrays)})")
+        a = np.asarray(arrays[name])
+        if a.dtype != np.dtype(dtype) or a.ndim != ndim:
+            raise InputError(f"{owner}: {name} must be {ndim}-d {np.dtype(dtype).name}, got "
+                             f"{a.ndim}-d {a.dtype}")
+        out.append(a)
+    return out
 
 
 @dataclass(frozen=True)
@@ -100,13 +109,8 @@ class SiftFeatures:
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> SiftFeatures:
-        """Inverse of :meth:`to_arrays` (validated).
-
-        Raises:
-            InputError: missing array, wrong dtype/shape, non-finite keypoints.
-        """
-        xy = _array(arrays, "xy", np.dtype(np.float32), 2)
-        desc = _array(arrays, "desc", np.dtype(np.uint8), 2)
+        """Inverse of :meth:`to_arrays`; InputError on a schema mismatch or non-finite keypoints."""
+        xy, desc = _arrays("SiftFeatures", arrays, (("xy", np.float32, 2), ("desc", np.uint8, 2)))
         if xy.shape[1] != 2 or desc.shape != (xy.shape[0], 128):
             raise InputError(f"SiftFeatures: xy {xy.shape} / desc {desc.shape}, expected (N, 2) / "
                              "(N, 128)")
@@ -160,13 +164,10 @@ class Mast3rFeatures:
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> Mast3rFeatures:
-        """Inverse of :meth:`to_arrays` (validated; tokens stay float16 on the CPU).
-
-        Raises:
-            InputError: missing array, wrong dtype/shape, non-finite tokens.
-        """
-        tok = _array(arrays, "tokens", np.dtype(np.float16), 2)
-        shape = _array(arrays, "true_shape", np.dtype(np.int64), 1)
+        """Inverse of :meth:`to_arrays` (tokens stay float16 on the CPU); InputError on a schema
+        mismatch or non-finite tokens."""
+        tok, shape = _arrays("Mast3rFeatures", arrays,
+                             (("tokens", np.float16, 2), ("true_shape", np.int64, 1)))
         if shape.shape != (2,):
             raise InputError(f"Mast3rFeatures: true_shape must have 2 entries, got {shape.shape}")
         if not np.all(np.isfinite(tok)):

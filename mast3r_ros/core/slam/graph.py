@@ -11,7 +11,6 @@ Every mutating call validates first and changes nothing when it raises.
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass
 from typing import Optional
@@ -32,8 +31,6 @@ from mast3r_ros.core.slam.factors import (
 from mast3r_ros.core.tracking.stream import EdgeType, GraphEdge
 
 __all__ = ["GraphError", "OptimizationResult", "PoseGraph"]
-
-logger = logging.getLogger(__name__)
 
 
 class GraphError(InputError):

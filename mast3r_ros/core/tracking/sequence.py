@@ -9,7 +9,6 @@ across a jump, so time never goes back (as on a robot that was carried elsewhere
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Union
@@ -29,8 +28,6 @@ from mast3r_ros.core.tracking.tracker import Tracker
 from mast3r_ros.core.types import Frame
 
 __all__ = ["SequencePlan", "SequenceRun", "plan_sequence", "run_sequence", "summarize_odometry"]
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

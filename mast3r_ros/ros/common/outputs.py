@@ -43,16 +43,16 @@ class FrameTimes:
 
 @dataclass
 class FrameCounters:
-    """Frame counters every camera-driven node keeps (subclasses add theirs, and ``last_state`` /
-    ``last_reason`` strings with their own defaults)."""
+    """Frame counters every camera-driven node keeps (subclasses add theirs; the mapper starts
+    ``last_state`` / ``last_reason`` at "unconfigured")."""
 
     received: int = 0   # image messages taken while active
     dropped: int = 0    # overwritten in the slot before processing (newest frame wins)
     processed: int = 0
     rejected: int = 0
     errors: int = 0     # unexpected exceptions (not bad input)
-    last_state: str = ""
-    last_reason: str = ""
+    last_state: str = "inactive"
+    last_reason: str = "no frame yet"
 
 
 @dataclass
@@ -60,8 +60,6 @@ class NodeCounters(FrameCounters):
     """Frame counters of the localizer since activation."""
 
     localized: int = 0
-    last_reason: str = "no frame yet"
-    last_state: str = "inactive"
     last_overhead: list[float] = field(default_factory=list)
 
 

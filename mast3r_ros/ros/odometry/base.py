@@ -31,8 +31,6 @@ class OdometryCounters(FrameCounters):
 
     lost: int = 0
     keyframes: int = 0
-    last_state: str = "inactive"
-    last_reason: str = "no frame yet"
 
 
 class OdometryBase(FrameNodeMixin):
