@@ -6,13 +6,15 @@ keyframes with poses perturbed by ~2 cm / 0.5 deg (revisits of one kitchen: one 
 built by incremental saves of 1,000 keyframes and opened lazily like any saved map.
 
 1. Core latency: ``Localizer.localize`` of every demo query (also scaled) against each map,
-   median ms after one warm-up query, and the ratio large / demo (target <= 1.3).
+   interleaved query by query (paired, alternating which map goes first) over ``--rounds`` passes
+   after a warm-up pass; median ms per map and the median of the per-query ratios large / demo
+   (target <= 1.3).
 2. Node memory: the real ``localizer`` node process (``backend:=sift``) on each map, fed every
    query through the replay node in lockstep; its peak and final RSS from ``/proc`` (target for the
    large map: <= 1.2 GB at the default cache budgets), against the demo map's as a baseline.
 
 Usage: ``python -m benchmarks.bench_localize_scale [--size 10000] [--scale 0.5] [--workdir DIR]
-[--no-node]``; prints one JSON line. Needs ~0.5 MB of disk per keyframe at scale 0.5.
+[--rounds 5] [--no-node]``; prints one JSON line. Needs ~0.5 MB of disk per keyframe at scale 0.5.
 """
 
 from __future__ import annotations
@@ -76,27 +78,48 @@ def build_maps(work: Path, size: int, scale: float) -> tuple[Path, Path, float]:
     return demo, big, time.perf_counter() - t0
 
 
-def core_latency(map_dir: Path, scale: float) -> dict[str, float]:
-    """Median localize ms over the demo queries (after one warm-up) and the accuracy."""
-    loc = Localizer(LocalizerConfig(backend="sift"), load_map(map_dir))
+def _queries(scale: float) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    """The scaled K and the demo queries ``(rgb, T_world_cam GT)`` at ``scale``."""
     K = read_matrix(DEMO / "color-intrinsics.txt", (3, 3))
-    Ks = np.diag([scale, scale, 1.0]) @ K
     frames = []
     for q in read_queries(DEMO / "queries_with_gt.txt"):
         rgb = read_rgb(DEMO / q.name)
         frames.append((cv2.resize(rgb, (int(rgb.shape[1] * scale), int(rgb.shape[0] * scale)),
                                   interpolation=cv2.INTER_AREA), q.T_world_cam))
-    loc.localize(Frame(frames[0][0], Ks))
-    ms, err, ok = [], [], 0
-    for rgb, T_gt in frames:
-        t0 = time.perf_counter()
-        r = loc.localize(Frame(rgb, Ks))
-        ms.append(1000 * (time.perf_counter() - t0))
-        if r.success and r.T_map_cam is not None:
-            ok += 1
-            err.append(pose_errors(r.T_map_cam, T_gt)[0])
-    return {"keyframes": len(loc.map), "median_ms": statistics.median(ms), "localized": ok,
-            "queries": len(frames), "median_position_cm": 100 * float(np.median(err))}
+    return np.diag([scale, scale, 1.0]) @ K, frames
+
+
+def core_latency(maps: dict[str, Path], scale: float, rounds: int) -> dict[str, Any]:
+    """Localize every demo query against each map, interleaved (paired) so that a change of
+    machine load hits both maps alike: per map the median ms over ``rounds`` passes (after one
+    warm-up pass) and the accuracy; and the median of the per-query ratios large / demo."""
+    locs = {name: Localizer(LocalizerConfig(backend="sift"), load_map(path))
+            for name, path in maps.items()}
+    Ks, frames = _queries(scale)
+    ms: dict[str, list[float]] = {name: [] for name in locs}
+    err: dict[str, list[float]] = {name: [] for name in locs}
+    ratios = []
+    for r in range(rounds + 1):
+        for j, (rgb, T_gt) in enumerate(frames):
+            order = list(locs) if (r + j) % 2 == 0 else list(reversed(locs))
+            t: dict[str, float] = {}
+            for name in order:
+                t0 = time.perf_counter()
+                res = locs[name].localize(Frame(rgb, Ks))
+                t[name] = 1000 * (time.perf_counter() - t0)
+                if r == 0 and res.success and res.T_map_cam is not None:
+                    err[name].append(pose_errors(res.T_map_cam, T_gt)[0])
+            if r > 0:  # round 0 is the warm-up (and the accuracy pass)
+                for name in locs:
+                    ms[name].append(t[name])
+                ratios.append(t["large"] / t["demo"])
+    out: dict[str, Any] = {name: {"keyframes": len(locs[name].map),
+                                  "median_ms": statistics.median(ms[name]),
+                                  "localized": len(err[name]), "queries": len(frames),
+                                  "median_position_cm": 100 * float(np.median(err[name]))}
+                           for name in locs}
+    out["latency_ratio"] = statistics.median(ratios)
+    return out
 
 
 def node_memory(map_dir: Path, work: Path, timeout: float) -> dict[str, Any]:
@@ -134,15 +157,15 @@ def main() -> None:
     ap.add_argument("--scale", type=float, default=0.5)
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--node-timeout", type=float, default=600.0)
+    ap.add_argument("--rounds", type=int, default=5, help="timed passes over the queries")
     ap.add_argument("--no-node", action="store_true", help="skip the node memory measurement")
     args = ap.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench_scale_"))
     try:
         demo, big, build_s = build_maps(work, args.size, args.scale)
-        small_lat, big_lat = core_latency(demo, args.scale), core_latency(big, args.scale)
+        lat = core_latency({"demo": demo, "large": big}, args.scale, args.rounds)
         out: dict[str, Any] = {"size": args.size, "scale": args.scale, "build_s": build_s,
-                               "demo": small_lat, "large": big_lat,
-                               "latency_ratio": big_lat["median_ms"] / small_lat["median_ms"]}
+                               "rounds": args.rounds, **lat}
         if not args.no_node:
             out["node_demo"] = node_memory(demo, work, args.node_timeout)
             out["node_large"] = node_memory(big, work, args.node_timeout)

@@ -6,7 +6,10 @@ row (amortised O(1), no rebuild) and :meth:`GlobalIndex.remove` marks a row dead
 are filtered from results and compacted away once they outnumber the live ones.
 
 Scale: an exact search costs O(N * D) per query (measured on 2 CPU cores, D = 1024: 0.8-1.9 ms
-at 10^4 keyframes, 11 ms at 10^5). Above ``approximate_above`` keyframes the index also holds an
+at 10^4 keyframes, 11 ms at 10^5). A single query runs on one OpenMP thread: faiss's thread team
+costs more than it saves on one memory-bound scan when the cores are busy (10^4 x 1680 under load:
+16-24 ms with 2 threads, 2.7 ms with 1); OpenMP's thread count is per calling thread, so no other
+thread is affected. Above ``approximate_above`` keyframes the index also holds an
 approximate accelerator: an inverted-file index with 8-bit scalar-quantised vectors
 (``faiss.IndexIVFScalarQuantizer``, ``nlist = 4 sqrt(N)``), whose candidates (4x the request)
 are re-ranked with the exact stored vectors, so scores stay exact and only the candidate set is
@@ -21,7 +24,8 @@ searches run on the GPU.
 from __future__ import annotations
 
 import logging
-from typing import Optional, Sequence
+from contextlib import contextmanager
+from typing import Iterator, Optional, Sequence
 
 import faiss
 import numpy as np
@@ -45,6 +49,17 @@ def _gpu_count() -> int:
     """GPUs faiss can use (0 with faiss-cpu)."""
     get = getattr(faiss, "get_num_gpus", None)
     return int(get()) if get is not None and hasattr(faiss, "StandardGpuResources") else 0
+
+
+@contextmanager
+def _one_omp_thread() -> Iterator[None]:
+    """Run this thread's faiss calls on one OpenMP thread, then restore its setting."""
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 def l2_normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -233,7 +248,8 @@ class GlobalIndex:
         elif self._ann is not None:
             faiss.extract_index_ivf(self._ann).nprobe = int(nprobe)
             want = min((k + self._dead) * _RERANK_FACTOR, self._ann.ntotal)
-            _, cand = self._ann.search(np.ascontiguousarray(q), want)
+            with _one_omp_thread():
+                _, cand = self._ann.search(np.ascontiguousarray(q), want)
             rows = np.unique(cand[0][cand[0] >= 0])
         else:
             return self._flat_search(q, k)
@@ -254,7 +270,8 @@ class GlobalIndex:
 
     def _flat_search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         kk = min(k + self._dead, self._flat.ntotal)
-        scores, rows = self._searcher().search(np.ascontiguousarray(q), kk)
+        with _one_omp_thread():
+            scores, rows = self._searcher().search(np.ascontiguousarray(q), kk)
         out_ids, out_scores = [], []
         for r, s in zip(rows[0], scores[0]):
             if r < 0:

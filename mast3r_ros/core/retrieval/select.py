@@ -88,8 +88,7 @@ def retrieve_places(kmap: KeyframeMap, query_desc: np.ndarray, cfg: RetrievalCon
     ids, scores = kmap.index.search(query_desc, cfg.top_k, allowed)
     if ids.size == 0:
         return []
-    row = {kid: i for i, kid in enumerate(ids_all)}
-    seed_pos = pos_all[[row[int(i)] for i in ids]]
+    seed_pos = np.array([kmap.record(int(i)).T_map_cam[:3, 3] for i in ids], dtype=np.float64)
     places = []
     for members in cluster_positions(seed_pos, cfg.cluster_radius)[:cfg.max_clusters]:
         if len(members) == len(ids):
