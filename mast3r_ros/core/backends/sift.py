@@ -18,6 +18,7 @@ from mast3r_ros.core.cache import ByteLRU
 from mast3r_ros.core.config import MatchingConfig, SiftConfig
 from mast3r_ros.core.errors import ImageError, InputError
 from mast3r_ros.core.features import EncoderId, SiftFeatures
+from mast3r_ros.core.omp import one_omp_thread
 from mast3r_ros.core.retrieval.descriptors import TINY_DESCRIPTOR, tiny_image_descriptor
 from mast3r_ros.core.types import (
     Encoding,
@@ -65,7 +66,8 @@ def extract_sift(rgb: np.ndarray, n_features: int = SiftConfig.n_features,
 def _knn(a: np.ndarray, b: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     index = faiss.IndexFlatL2(a.shape[1])
     index.add(np.ascontiguousarray(b))
-    d2, idx = index.search(np.ascontiguousarray(a), k)
+    with one_omp_thread():
+        d2, idx = index.search(np.ascontiguousarray(a), k)
     return d2, idx
 
 

@@ -5,33 +5,29 @@
 row (amortised O(1), no rebuild) and :meth:`GlobalIndex.remove` marks a row dead (O(1)); dead rows
 are filtered from results and compacted away once they outnumber the live ones.
 
-Scale: an exact search costs O(N * D) per query (measured on 2 CPU cores, D = 1024: 0.8-1.9 ms
-at 10^4 keyframes, 11 ms at 10^5). A single query runs on one OpenMP thread: faiss's thread team
-costs more than it saves on one memory-bound scan when the cores are busy (10^4 x 1680 under load:
-16-24 ms with 2 threads, 2.7 ms with 1); OpenMP's thread count is per calling thread, so no other
-thread is affected. Above ``approximate_above`` keyframes the index also holds an
-approximate accelerator: an inverted-file index with 8-bit scalar-quantised vectors
-(``faiss.IndexIVFScalarQuantizer``, ``nlist = 4 sqrt(N)``), whose candidates (4x the request)
-are re-ranked with the exact stored vectors, so scores stay exact and only the candidate set is
-approximate. Chosen by measurement against HNSW (``benchmarks/bench_retrieval.py``): at 10^5
-keyframes IVF built in 45 s vs 84 s for HNSW (M = 32) and reached a higher recall@5 (0.999 vs
-0.984) at ~1.3 ms per query. The accelerator is rebuilt when the map has doubled since it was
-trained (amortised O(1) per add) and can be serialised with the map (:meth:`ann_bytes`) so that
-opening a large map does not retrain it. With ``faiss-gpu`` installed and a GPU present, full
-searches run on the GPU.
-"""
+Scale: an exact search costs O(N * D) per query (measured on 2 CPU cores, D = 1024: 0.8-1.9 ms at
+10^4 keyframes, 11 ms at 10^5), on one OpenMP thread (:mod:`mast3r_ros.core.omp`). Above
+``approximate_above`` keyframes the index also holds an approximate accelerator: an inverted-file
+index with 8-bit scalar-quantised vectors (``faiss.IndexIVFScalarQuantizer``, ``nlist = 4
+sqrt(N)``), whose candidates (4x the request) are re-ranked with the exact stored vectors, so
+scores stay exact and only the candidate set is approximate. Chosen by measurement against HNSW
+(``benchmarks/bench_retrieval.py``): at 10^5 keyframes IVF built in 45 s vs 84 s for HNSW (M = 32)
+and reached a higher recall@5 (0.999 vs 0.984) at ~1.3 ms per query. The accelerator is rebuilt
+when the map has doubled since it was trained (amortised O(1) per add) and can be serialised with
+the map (:meth:`ann_bytes`) so that opening a large map does not retrain it. With ``faiss-gpu``
+installed and a GPU present, full searches run on the GPU. """
 
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
-from typing import Iterator, Optional, Sequence
+from typing import Optional, Sequence
 
 import faiss
 import numpy as np
 
 from mast3r_ros.core.config import RetrievalConfig
 from mast3r_ros.core.errors import InputError
+from mast3r_ros.core.omp import one_omp_thread
 
 __all__ = ["GlobalIndex", "l2_normalize"]
 
@@ -49,17 +45,6 @@ def _gpu_count() -> int:
     """GPUs faiss can use (0 with faiss-cpu)."""
     get = getattr(faiss, "get_num_gpus", None)
     return int(get()) if get is not None and hasattr(faiss, "StandardGpuResources") else 0
-
-
-@contextmanager
-def _one_omp_thread() -> Iterator[None]:
-    """Run this thread's faiss calls on one OpenMP thread, then restore its setting."""
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    try:
-        yield
-    finally:
-        faiss.omp_set_num_threads(before)
 
 
 def l2_normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -248,7 +233,7 @@ class GlobalIndex:
         elif self._ann is not None:
             faiss.extract_index_ivf(self._ann).nprobe = int(nprobe)
             want = min((k + self._dead) * _RERANK_FACTOR, self._ann.ntotal)
-            with _one_omp_thread():
+            with one_omp_thread():
                 _, cand = self._ann.search(np.ascontiguousarray(q), want)
             rows = np.unique(cand[0][cand[0] >= 0])
         else:
@@ -270,7 +255,7 @@ class GlobalIndex:
 
     def _flat_search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         kk = min(k + self._dead, self._flat.ntotal)
-        with _one_omp_thread():
+        with one_omp_thread():
             scores, rows = self._searcher().search(np.ascontiguousarray(q), kk)
         out_ids, out_scores = [], []
         for r, s in zip(rows[0], scores[0]):
