@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Write config/{localizer,mapper,odometry}.yaml from the config dataclasses (every parameter,
+"""Write config/{localizer,mapper,odometry,slam}.yaml from the config dataclasses (every parameter,
 its default, help text, range, choices, read-only flag): the node settings of
 mast3r_ros/ros/common/node_config.py and the pipeline stages of mast3r_ros/core/config/.
 
@@ -50,6 +50,10 @@ def sections(node: str) -> tuple[tuple[str, type], ...]:
         from mast3r_ros.ros.odometry.node import SECTIONS as odometry_sections
 
         return odometry_sections
+    if node == "slam":
+        from mast3r_ros.ros.slam.node import SECTIONS as slam_sections
+
+        return slam_sections
     from mast3r_ros.ros.mapper.node import SECTIONS
 
     return SECTIONS
@@ -89,7 +93,7 @@ def main() -> int:
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args()
     stale = 0
-    for node in ("localizer", "mapper", "odometry"):
+    for node in ("localizer", "mapper", "odometry", "slam"):
         out = ROOT / "config" / f"{node}.yaml"
         text = render(node)
         if args.check:
