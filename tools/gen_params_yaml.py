@@ -39,7 +39,10 @@ def _yaml_value(v: object) -> str:
         return f'"{v}"'
     if isinstance(v, list):
         return "[" + ", ".join(_yaml_value(x) for x in v) + "]"
-    return repr(v)
+    text = repr(v)
+    if isinstance(v, float) and "e" in text and "." not in text:  # YAML 1.1 reads 1e-06 as text
+        text = text.replace("e", ".0e", 1)
+    return text
 
 
 def sections(node: str) -> tuple[tuple[str, type], ...]:
