@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Write config/{localizer,mapper,odometry}.yaml from the config dataclasses (every parameter,
+"""Write config/{localizer,mapper,odometry,slam}.yaml from the config dataclasses (every parameter,
 its default, help text, range, choices, read-only flag): the node settings of
 mast3r_ros/ros/common/node_config.py and the pipeline stages of mast3r_ros/core/config/.
 
@@ -39,7 +39,10 @@ def _yaml_value(v: object) -> str:
         return f'"{v}"'
     if isinstance(v, list):
         return "[" + ", ".join(_yaml_value(x) for x in v) + "]"
-    return repr(v)
+    text = repr(v)
+    if isinstance(v, float) and "e" in text and "." not in text:  # YAML 1.1 reads 1e-06 as text
+        text = text.replace("e", ".0e", 1)
+    return text
 
 
 def sections(node: str) -> tuple[tuple[str, type], ...]:
@@ -50,6 +53,10 @@ def sections(node: str) -> tuple[tuple[str, type], ...]:
         from mast3r_ros.ros.odometry.node import SECTIONS as odometry_sections
 
         return odometry_sections
+    if node == "slam":
+        from mast3r_ros.ros.slam.node import SECTIONS as slam_sections
+
+        return slam_sections
     from mast3r_ros.ros.mapper.node import SECTIONS
 
     return SECTIONS
@@ -89,7 +96,7 @@ def main() -> int:
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args()
     stale = 0
-    for node in ("localizer", "mapper", "odometry"):
+    for node in ("localizer", "mapper", "odometry", "slam"):
         out = ROOT / "config" / f"{node}.yaml"
         text = render(node)
         if args.check:

@@ -23,6 +23,8 @@ from mast3r_ros.ros.common.launch_args import (
     LOCALIZER_ARGS,
     MAPPER_ARGS,
     ODOMETRY_ARGS,
+    SLAM_ARGS,
+    SLAM_ODOMETRY_ARGS,
     LaunchArg,
     parameter_overrides,
 )
@@ -32,10 +34,12 @@ from mast3r_ros.ros.common.params import iter_param_specs
 REPO = Path(__file__).resolve().parents[2]
 LAUNCH = {"localizer": ("localize.launch.py", LOCALIZER_ARGS + LOCALIZE_ODOMETRY_ARGS),
           "mapper": ("mapping.launch.py", MAPPER_ARGS),
-          "odometry": ("odometry.launch.py", ODOMETRY_ARGS)}
-NODES = ["localizer", "mapper", "odometry"]
+          "odometry": ("odometry.launch.py", ODOMETRY_ARGS),
+          "slam": ("slam.launch.py", SLAM_ARGS + SLAM_ODOMETRY_ARGS)}
+NODES = ["localizer", "mapper", "odometry", "slam"]
+CAMERA_NODES = ["localizer", "mapper", "odometry"]  # the slam node reads the keyframe stream
 ARG_TABLES = {"localizer": "LOCALIZER_ARGS", "mapper": "MAPPER_ARGS",
-              "odometry": "ODOMETRY_ARGS"}
+              "odometry": "ODOMETRY_ARGS", "slam": "SLAM_ARGS"}
 
 
 def _specs(node: str) -> dict:
@@ -45,6 +49,8 @@ def _specs(node: str) -> dict:
         from mast3r_ros.ros.odometry.node import param_specs
 
         return {s.name: s for _, s in param_specs()}
+    elif node == "slam":
+        from mast3r_ros.ros.slam.node import SECTIONS as sections
     else:
         from mast3r_ros.ros.mapper.node import SECTIONS as sections
     return {s.name: s for prefix, cls in sections for s in iter_param_specs(cls, prefix)}
@@ -145,7 +151,7 @@ def test_params_yaml_files_are_up_to_date() -> None:
     assert proc.returncode == 0, "config/*.yaml are stale: run tools/gen_params_yaml.py"
 
 
-@pytest.mark.parametrize("node", NODES)
+@pytest.mark.parametrize("node", CAMERA_NODES)
 def test_node_reads_the_remapped_topics(node: str) -> None:
     src = "".join(p.read_text() for p in (REPO / "mast3r_ros" / "ros" / node).glob("*.py"))
     for topic in ("image", "image/compressed", "camera_info"):
@@ -175,3 +181,12 @@ def test_example_launch_yaml_passes_declared_arguments() -> None:
     given = {a["name"] for a in include["arg"]}
     assert given <= names, given - names
     assert "camera_frame" not in given  # the image frame_id is the camera frame (from the URDF)
+
+
+def test_slam_launch_wires_the_stream_and_names_the_mapper() -> None:
+    tree = ast.parse((REPO / "launch" / "slam.launch.py").read_text())
+    consts = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)}
+    assert {"odometry", "slam", "mapper", "odometry/keyframes", "odometry/graph"} <= consts
+    src = "".join(p.read_text() for p in (REPO / "mast3r_ros" / "ros" / "slam").glob("*.py"))
+    for topic in ('"keyframes"', '"graph"', '"~/save_map"', '"~/optimize"'):
+        assert topic in src

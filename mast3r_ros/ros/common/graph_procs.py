@@ -19,7 +19,8 @@ __all__ = ["package_share", "ros_env", "node_command", "start_node", "stop_proce
 
 #: node name -> module whose ``main`` runs it (``python -m <module>``)
 MODULES = {"localizer": "mast3r_ros.ros.localizer.node", "replay": "mast3r_ros.ros.replay.node",
-           "mapper": "mast3r_ros.ros.mapper.node", "odometry": "mast3r_ros.ros.odometry.node"}
+           "mapper": "mast3r_ros.ros.mapper.node", "odometry": "mast3r_ros.ros.odometry.node",
+           "slam": "mast3r_ros.ros.slam.node"}
 
 
 def _source_checkout() -> Optional[Path]:

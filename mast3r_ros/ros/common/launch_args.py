@@ -15,7 +15,7 @@ from typing import Any, Mapping, Optional, Sequence
 from mast3r_ros.core.errors import ConfigError
 
 __all__ = ["LaunchArg", "LOCALIZER_ARGS", "MAPPER_ARGS", "ODOMETRY_ARGS", "LOCALIZE_ODOMETRY_ARGS",
-           "parameter_overrides", "lifecycle_node"]
+           "SLAM_ARGS", "SLAM_ODOMETRY_ARGS", "parameter_overrides", "lifecycle_node"]
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,9 @@ def _frames_and_tf(node: str) -> list[LaunchArg]:
                                                     "publish_null_when_lost)",
                       "publish_null_when_lost", "bool"),
         ]
-    if node == "localizer":
+    if node == "slam":  # the back end reads the keyframe stream: no odometry input
+        out = out[:4]
+    if node in ("localizer", "slam"):
         out += [
             LaunchArg("publish_tf", "", "publish map -> odom (param publish_tf)", "publish_tf",
                       "bool"),
@@ -123,6 +125,20 @@ MAPPER_ARGS: tuple[LaunchArg, ...] = (
 )
 
 
+#: ``slam.launch.py``: the mapper in SLAM mode (executable ``slam``, node name ``mapper``); the
+#: odometry node beside it takes the arguments it shares with it plus SLAM_ODOMETRY_ARGS.
+SLAM_ARGS: tuple[LaunchArg, ...] = (
+    LaunchArg("map", "", "map directory written by save_map when its request path is empty "
+                         "(param map_path)", "map_path"),
+    LaunchArg("backend", "", "mast3r (the product) or sift (classical baseline) (param "
+                             "backend)", "backend"),
+    *_common("slam", "slam.yaml"),
+)
+
+#: what ``slam.launch.py`` adds for its odometry node
+SLAM_ODOMETRY_ARGS: tuple[LaunchArg, ...] = LOCALIZE_ODOMETRY_ARGS[1:]
+
+
 def _convert(arg: LaunchArg, text: str) -> Any:
     if arg.kind == "bool":
         low = text.strip().lower()
@@ -152,15 +168,18 @@ def parameter_overrides(args: Sequence[LaunchArg], given: Mapping[str, str]) -> 
 
 
 def lifecycle_node(context: Any, *, executable: str, args: Sequence[LaunchArg],
-                   params_yaml: str, params_arg: str = "params_file") -> list[Any]:
+                   params_yaml: str, params_arg: str = "params_file", name: str = "",
+                   remappings: Sequence[tuple[str, str]] = ()) -> list[Any]:
     """The ``launch_ros`` LifecycleNode of a launch file (an ``OpaqueFunction`` body).
 
     Args:
         context: the launch context (resolves the arguments).
-        executable: ``lib/mast3r_ros/<executable>``, also the node name.
+        executable: ``lib/mast3r_ros/<executable>``.
         args: the node's arguments (declared by the launch file).
         params_yaml: file name in the package's ``config/`` (the default params file).
         params_arg: the argument naming the node's params file.
+        name: node name (default: the executable's name).
+        remappings: further topic remappings (after the camera topics').
     """
     from launch.substitutions import LaunchConfiguration
     from launch_ros.actions import LifecycleNode
@@ -177,7 +196,8 @@ def lifecycle_node(context: Any, *, executable: str, args: Sequence[LaunchArg],
               ("camera_info", given["camera_info_topic"])]
     if given.get("depth_topic"):
         remaps.append(("depth", given["depth_topic"]))
+    remaps += list(remappings)
     return [LifecycleNode(
-        package="mast3r_ros", executable=executable, name=executable,
+        package="mast3r_ros", executable=executable, name=name or executable,
         namespace=given["namespace"], output="screen",
         parameters=[params_file] + ([overrides] if overrides else []), remappings=remaps)]

@@ -17,8 +17,8 @@ from mast3r_ros.core.config import InputConfig, opt, validate_fields
 from mast3r_ros.core.errors import ConfigError
 from mast3r_ros.ros.common.transforms import xyzquat_to_matrix
 
-__all__ = ["LocalizerNodeConfig", "MapperNodeConfig", "OdometryNodeConfig", "check_frame_id",
-           "check_topic_name"]
+__all__ = ["LocalizerNodeConfig", "MapperNodeConfig", "OdometryNodeConfig", "SlamNodeConfig",
+           "check_frame_id", "check_topic_name"]
 
 _IDENTITY = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0)
 
@@ -229,3 +229,51 @@ class OdometryNodeConfig:
 
     def __post_init__(self) -> None:
         _check_common(self, ("odom_frame", "base_frame"))
+
+
+@dataclass(frozen=True)
+class SlamNodeConfig:
+    """The ROS 2 mapper in SLAM mode (SLAM back end): frames, REP-105 output, queue and memory.
+
+    ROS parameters use these names at the top level, followed by the pipeline's
+    ``LocalizerConfig`` fields (``backend``, ``model.*``, ``sift.*``, ``matching.*``, ``pose.*``,
+    ``retrieval.*``: how keyframes are encoded and loops verified, the localizer's own defaults so
+    that the saved map suits it) and ``slam.*`` (``SlamConfig``).
+    """
+
+    map_path: str = opt("", "map directory written by save_map when its request path is empty")
+    autostart: bool = opt(True, "configure and activate at start-up; false when a lifecycle "
+                                "manager drives the node", read_only=True)
+    map_frame: str = opt("map", "frame of the optimised map (the first keyframe's odom pose)")
+    odom_frame: str = opt("odom", "odometry frame of the front end (map -> odom is published)")
+    base_frame: str = opt("base_link", "robot base frame (optimised_path, markers)")
+    camera_frame: str = opt("", "camera optical frame looked up in TF (base_frame <- "
+                                "camera_frame); empty = the keyframe message's camera_frame")
+    base_T_camera: tuple = opt(_IDENTITY, _BASE_T_CAMERA_HELP)
+    transform_timeout: float = opt(0.1, "how long (s) the camera extrinsic lookup may wait",
+                                   range=(0.0, 5.0))
+    publish_tf: bool = opt(True, "publish map -> odom (REP-105) from the optimised graph")
+    tf_publish_rate: float = opt(20.0, "rate (Hz) at which the latest map -> odom is republished",
+                                 range=(0.1, 1000.0))
+    transform_tolerance: float = opt(0.1, "map -> odom is stamped now + this (s), as amcl and "
+                                          "slam_toolbox do", range=(0.0, 10.0))
+    queue_size: int = opt(100, "stream messages waiting for the back end; a message arriving on a "
+                               "full queue is dropped and counted", range=(1, 100_000),
+                          read_only=True)
+    max_image_pixels: int = opt(InputConfig.max_image_pixels,
+                                "larger keyframe images are rejected (width*height)",
+                                range=(256, 100_000_000))
+    store_dir: str = opt("", "working map store: keyframe images, depths and encodings are "
+                             "written here and read back on demand, so RAM stays bounded; "
+                             "empty = a temporary directory removed on cleanup", read_only=True)
+    store_every: int = opt(10, "move the keyframes in RAM to the working store once this many "
+                               "accumulated (0 = keep every keyframe in RAM)",
+                           range=(0, 100_000))
+    map_cloud_points: int = opt(50_000, "points in the latched map_cloud", range=(0, None))
+    cloud_every: int = opt(5, "republish map_cloud after this many new keyframes (and after "
+                              "optimize / save_map)", range=(1, 100_000))
+    diagnostics_period: float = opt(1.0, "seconds between /diagnostics messages",
+                                    range=(0.05, 60.0))
+
+    def __post_init__(self) -> None:
+        _check_common(self)

@@ -5,7 +5,8 @@ extrinsic ``T_base_cam`` (TF or the fallback parameter): ``T_odom_base = T_odom_
 inv(T_base_cam)``. Pose covariances are moved to the base with
 :func:`~mast3r_ros.ros.common.transforms.covariance_to_base`; the twist (the motion since the
 previous frame over the stamp difference, in the base frame) carries the motion covariance moved
-with the extrinsic's adjoint, divided by ``dt^2``.
+with the extrinsic's adjoint, divided by ``dt^2``. The keyframe stream's messages (``edge_msg``,
+``keyframe_msg``) live in :mod:`mast3r_ros.ros.common.stream_msgs` with their inverses.
 """
 
 from __future__ import annotations
@@ -19,24 +20,18 @@ from nav_msgs.msg import Odometry
 from std_msgs.msg import Header
 
 from mast3r_ros.core.geometry.se3 import invert_pose, so3_log
-from mast3r_ros.core.tracking import GraphEdge, KeyframeEvent, TrackResult
+from mast3r_ros.core.tracking import TrackResult
 from mast3r_ros.core.tracking.uncertainty import adjoint
 from mast3r_ros.core.types import Timings
 from mast3r_ros.msg import GraphEdge as GraphEdgeMsg
 from mast3r_ros.msg import Keyframe, KeyframeGraph, TrackingStatus
-from mast3r_ros.ros.common.conversions import (
-    covariance_to_ros,
-    matrix_to_pose,
-    rgb_to_image,
-    sec_to_stamp,
-)
+from mast3r_ros.ros.common.conversions import covariance_to_ros, matrix_to_pose
+from mast3r_ros.ros.common.stream_msgs import NULL_COVARIANCE, edge_msg, keyframe_msg
 from mast3r_ros.ros.common.transforms import covariance_to_base
 
 __all__ = ["NULL_COVARIANCE", "odometry_msg", "null_odometry_msg", "edge_msg", "keyframe_msg",
            "graph_msg", "status_msg", "path_pose"]
 
-#: covariance of rtabmap's "null" odometry while lost
-NULL_COVARIANCE = 9999.0
 _NAN = float("nan")
 
 
@@ -83,37 +78,6 @@ def null_odometry_msg(header: Header, base_frame: str) -> Odometry:
     msg.pose.pose.orientation.w = 0.0
     big = [float(v) for v in np.diag([NULL_COVARIANCE] * 6).reshape(-1)]
     msg.pose.covariance, msg.twist.covariance = big, list(big)
-    return msg
-
-
-def edge_msg(edge: GraphEdge) -> GraphEdgeMsg:
-    """One :class:`GraphEdge` as a message (same conventions)."""
-    return GraphEdgeMsg(from_id=int(edge.from_id), to_id=int(edge.to_id), type=edge.type.value,
-                        transform=matrix_to_pose(edge.T_from_to),
-                        information=[float(v) for v in edge.information.reshape(-1)],
-                        stamp=sec_to_stamp(edge.stamp))
-
-
-def keyframe_msg(header: Header, event: KeyframeEvent, edges: list[GraphEdge],
-                 covariance: Optional[np.ndarray], camera_frame: str,
-                 with_images: bool) -> Keyframe:
-    """One new keyframe (``header``: odom frame; its stamp is set to the keyframe's)."""
-    kf = event.keyframe
-    stamp = sec_to_stamp(kf.stamp)
-    msg = Keyframe(header=Header(stamp=stamp, frame_id=header.frame_id), id=int(kf.id),
-                   pose=matrix_to_pose(kf.T_map_cam), odom_pose=matrix_to_pose(event.T_odom_cam),
-                   camera_frame=camera_frame, k=[float(v) for v in kf.K.reshape(-1)],
-                   edges=[edge_msg(e) for e in edges if e.to_id == kf.id])
-    msg.covariance = covariance_to_ros(covariance, (NULL_COVARIANCE, NULL_COVARIANCE))
-    if event.global_desc is not None:
-        msg.global_descriptor = [float(v) for v in np.asarray(event.global_desc).reshape(-1)]
-    if with_images:
-        msg.image = rgb_to_image(kf.rgb, stamp, camera_frame)
-        if kf.depth is not None:
-            d = np.ascontiguousarray(kf.depth, dtype=np.float32)
-            msg.depth.header, msg.depth.encoding = msg.image.header, "32FC1"
-            msg.depth.height, msg.depth.width = d.shape
-            msg.depth.step, msg.depth.data = 4 * d.shape[1], d.tobytes()
     return msg
 
 
