@@ -64,12 +64,12 @@ def test_five_lifecycle_cycles_leave_no_entities(graph: RosGraph, small_map_dir:
             probe.send_tf("base_link", "camera_optical_frame", camera_mount(), 0.0, static=True)
             assert send_and_wait(node, probe, query_image(0, 1.0), info).success
             assert probe.call(Trigger, "reset", Trigger.Request()).success
-            assert wait_for(lambda: _tf_node_listed(probe), 5.0)
+            assert wait_for(lambda: _tf_node_listed(probe), 15.0)
         assert node.trigger_deactivate().name == "SUCCESS"
         assert node.trigger_cleanup().name == "SUCCESS"
         assert _counts(node) == baseline, cycle
         assert _tf_threads() == threads and node._tf is None
-    assert wait_for(lambda: not _tf_node_listed(probe), 10.0)  # the TF helper node is gone
+    assert wait_for(lambda: not _tf_node_listed(probe), 30.0)  # TF helper gone (slow DDS under load)
 
 
 def test_status_fields_are_set_or_documented_nan(graph: RosGraph, small_map_dir: Path) -> None:
