@@ -10,6 +10,7 @@ Run: ``launch_test test/launch/test_odometry_launch.py`` or ``pytest -m launch``
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import unittest
@@ -30,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ros"))  # test hel
 from ros_graph_helpers import camera_mount, standalone_node
 
 IMAGE, INFO, DEPTH = "/camera/color/image_raw", "/camera/color/camera_info", "/camera/depth"
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "sevenscenes_redkitchen_rgbd"
+SHARED = Path(os.environ.get("MAST3R_ROS_SHARED", Path(__file__).resolve().parents[3] / "shared"))
+DATA = SHARED / "data" / "sevenscenes_redkitchen_rgbd"
 
 
 def _launch_file(name: str) -> str:

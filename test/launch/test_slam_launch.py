@@ -11,6 +11,7 @@ Run: ``launch_test test/launch/test_slam_launch.py`` or ``pytest -m launch`` (ne
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import time
@@ -32,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ros"))  # test hel
 from ros_graph_helpers import camera_mount, standalone_node, wait_for
 
 IMAGE, INFO, DEPTH = "/camera/color/image_raw", "/camera/color/camera_info", "/camera/depth"
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "sevenscenes_redkitchen_rgbd"
+SHARED = Path(os.environ.get("MAST3R_ROS_SHARED", Path(__file__).resolve().parents[3] / "shared"))
+DATA = SHARED / "data" / "sevenscenes_redkitchen_rgbd"
 FRAMES = [*range(0, 31, 3), *range(31, 0, -3)]
 
 
