@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import os
 
+import rclpy
 from rclpy.parameter import Parameter
 from ros_graph_helpers import SUCCESS, RosGraph, wait_for
 
 from mast3r_ros.msg import Keyframe
+from mast3r_ros.ros.common.frame_node import KEYFRAME_STREAM_QOS
 from mast3r_ros.ros.slam.node import SlamNode
 
 
@@ -25,13 +27,29 @@ def test_lifecycle_cycles_and_releases(graph: RosGraph) -> None:
         assert node.trigger_configure() == SUCCESS, node.counters.last_reason
         store = node.store_path()
         assert store and os.path.isdir(store) and node._mapper is not None
-        assert len(node._entities) == 5 and len(node._subs) == 2 and node._tf is not None
+        assert len(node._entities) == 5 and node._subs == [] and node._tf is not None
         assert node.trigger_activate() == SUCCESS
+        assert len(node._subs) == 2  # the stream is subscribed while active
         assert node.trigger_deactivate() == SUCCESS
+        assert node._subs == []
         assert node.trigger_cleanup() == SUCCESS
         assert not os.path.exists(store)  # the temporary working store goes with cleanup
         assert node._mapper is None and node._tf is None
         assert node._entities == [] and node._subs == []
+
+
+def test_keyframes_published_before_activation_arrive(graph: RosGraph) -> None:
+    """The front end's keyframes are retained (KEYFRAME_STREAM_QOS), so a back end that starts
+    after the first keyframes (a launch race, a restarted mapper) still receives them."""
+    source = graph.add(rclpy.create_node("front_end", context=graph.context))
+    pub = source.create_publisher(Keyframe, "keyframes", KEYFRAME_STREAM_QOS)
+    for i in range(3):
+        pub.publish(Keyframe(id=i))  # no image: each is refused with that reason once handled
+    node = _node(graph)
+    assert node.trigger_configure() == SUCCESS and node.trigger_activate() == SUCCESS
+    c = node.counters
+    assert wait_for(lambda: c.received == 3 and c.rejected == 3, 10.0), c
+    assert "carries no image" in c.last_reason
 
 
 def test_queue_is_bounded_and_drops_are_counted(graph: RosGraph) -> None:

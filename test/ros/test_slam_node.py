@@ -26,7 +26,7 @@ from mast3r_ros.core.map import load_map
 from mast3r_ros.core.map.rgbd import list_rgbd_frames, read_rgbd_frame, rgbd_intrinsics
 from mast3r_ros.msg import GraphEdge, Keyframe, SlamStatus
 from mast3r_ros.ros.common.conversions import pose_to_matrix, rgb_to_image, sec_to_stamp
-from mast3r_ros.ros.common.frame_node import LATCHED_QOS
+from mast3r_ros.ros.common.frame_node import KEYFRAME_STREAM_QOS, LATCHED_QOS
 from mast3r_ros.ros.common.graph_procs import ros_env, start_node, stop_process
 from mast3r_ros.ros.common.transforms import xyzquat_to_matrix
 from mast3r_ros.srv import LoadMap
@@ -53,7 +53,8 @@ class SlamProbe(Probe):
     def __init__(self, graph: RosGraph) -> None:
         super().__init__(graph, ns=NS)
         self.depth_pub = self.node.create_publisher(Image, f"{NS}/depth", qos_profile_sensor_data)
-        self.kf_pub = self.node.create_publisher(Keyframe, f"{NS}/odometry/keyframes", 10)
+        self.kf_pub = self.node.create_publisher(Keyframe, f"{NS}/odometry/keyframes",
+                                                 KEYFRAME_STREAM_QOS)
         for key, typ, topic, qos in [
                 ("odom", Odometry, f"{NS}/odom", _RELIABLE),
                 ("kf", Keyframe, f"{NS}/odometry/keyframes", _RELIABLE),

@@ -44,11 +44,17 @@ if TYPE_CHECKING:  # the mixins are mixed into a LifecycleNode; tell the type ch
 else:
     _NodeBase = object
 
-__all__ = ["FrameNodeMixin", "LATCHED_QOS", "THROTTLE_S", "run_lifecycle_main"]
+__all__ = ["FrameNodeMixin", "KEYFRAME_STREAM_QOS", "LATCHED_QOS", "THROTTLE_S",
+           "run_lifecycle_main"]
 
 #: QoS of the latched (transient-local, depth one) map outputs.
 LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
+#: QoS of the odometry node's ``~/keyframes`` stream and of its consumers: reliable and
+#: transient-local with the last ten keyframes, so that a back end started with (or after) the
+#: front end still receives the first keyframes (it ignores the ones it already has).
+KEYFRAME_STREAM_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                                 durability=DurabilityPolicy.TRANSIENT_LOCAL)
 #: Throttle period of repeated per-frame log messages, seconds.
 THROTTLE_S = 2.0
 

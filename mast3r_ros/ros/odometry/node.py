@@ -36,7 +36,12 @@ from mast3r_ros.core.config import LocalizerConfig, TrackingConfig, flat_values,
 from mast3r_ros.core.errors import ConfigError
 from mast3r_ros.core.tracking import Tracker, TrackingState
 from mast3r_ros.msg import Keyframe, KeyframeGraph, TrackingStatus
-from mast3r_ros.ros.common.frame_node import LATCHED_QOS, FrameNodeMixin, run_lifecycle_main
+from mast3r_ros.ros.common.frame_node import (
+    KEYFRAME_STREAM_QOS,
+    LATCHED_QOS,
+    FrameNodeMixin,
+    run_lifecycle_main,
+)
 from mast3r_ros.ros.common.frames import ExtrinsicResolver
 from mast3r_ros.ros.common.node_config import OdometryNodeConfig
 from mast3r_ros.ros.common.outputs import diagnostics_msg
@@ -149,7 +154,7 @@ class OdometryNode(OdometryServicesMixin, OdometryProcessingMixin, FrameNodeMixi
     def _create_io(self) -> None:
         self._odom_pub = self.create_lifecycle_publisher(Odometry, "odom", 10)
         self._status_pub = self.create_lifecycle_publisher(TrackingStatus, "~/tracking_status", 10)
-        self._kf_pub = self.create_lifecycle_publisher(Keyframe, "~/keyframes", 10)
+        self._kf_pub = self.create_lifecycle_publisher(Keyframe, "~/keyframes", KEYFRAME_STREAM_QOS)
         self._graph_pub = self.create_lifecycle_publisher(KeyframeGraph, "~/graph", LATCHED_QOS)
         self._path_pub = self.create_lifecycle_publisher(Path, "~/path", 2)
         self._entities = [self._odom_pub, self._status_pub, self._kf_pub, self._graph_pub,

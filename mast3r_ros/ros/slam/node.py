@@ -25,8 +25,9 @@ else a temporary directory) every ``store_every`` keyframes and are read back on
 verification, save, cloud); RAM keeps the index, poses and global descriptors.
 
 Lifecycle: ``configure`` builds the backend (loads the model for ``mast3r``: FAILURE with the
-reason when the checkpoint is missing), an empty mapper, publishers, subscriptions and TF;
-``activate`` starts taking the stream; ``cleanup`` releases everything (graph included).
+reason when the checkpoint is missing), an empty mapper, publishers and TF; ``activate``
+subscribes to the stream (so the odometry node's retained keyframes arrive while active) and
+``deactivate`` unsubscribes; ``cleanup`` releases everything (graph included).
 """
 
 from __future__ import annotations
@@ -50,7 +51,12 @@ from mast3r_ros.core.config import LocalizerConfig, SlamConfig
 from mast3r_ros.core.errors import ConfigError
 from mast3r_ros.core.slam import PoseGraphMapper
 from mast3r_ros.msg import Keyframe, KeyframeGraph, SlamStatus
-from mast3r_ros.ros.common.frame_node import LATCHED_QOS, FrameNodeMixin, run_lifecycle_main
+from mast3r_ros.ros.common.frame_node import (
+    KEYFRAME_STREAM_QOS,
+    LATCHED_QOS,
+    FrameNodeMixin,
+    run_lifecycle_main,
+)
 from mast3r_ros.ros.common.frames import ExtrinsicResolver, MapToOdom
 from mast3r_ros.ros.common.node_config import SlamNodeConfig
 from mast3r_ros.ros.common.outputs import diagnostics_msg
@@ -70,8 +76,6 @@ __all__ = ["SlamNode", "SECTIONS", "param_specs", "main"]
 #: parameter name prefix -> config dataclass (the node's parameters, in declaration order)
 SECTIONS: tuple[tuple[str, type], ...] = (("", SlamNodeConfig), ("", LocalizerConfig),
                                           ("slam.", SlamConfig))
-#: the stream topics: reliable, like the odometry node's publishers
-_STREAM_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 #: ``~/status``: latched (the last ten), so a late subscriber sees where the back end stands
 _STATUS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -197,12 +201,6 @@ class SlamNode(SlamServicesMixin, SlamProcessingMixin, FrameNodeMixin, Lifecycle
         self._loop_markers_pub = pub(MarkerArray, "~/loop_markers", LATCHED_QOS)
         self._entities = [self._status_pub, self._path_pub, self._cloud_pub,
                           self._kf_markers_pub, self._loop_markers_pub]
-        g = self._io_group
-        self._subs = [
-            self.create_subscription(Keyframe, "keyframes", self._on_keyframe, _STREAM_QOS,
-                                     callback_group=g),
-            self.create_subscription(KeyframeGraph, "graph", self._on_graph, LATCHED_QOS,
-                                     callback_group=g)]
         self._tf = TfIo(self)
         self._frames = ExtrinsicResolver(self._tf, self.get_logger().warning)
         self._map_to_odom = MapToOdom(self._tf, self._tf_settings)
@@ -213,6 +211,15 @@ class SlamNode(SlamServicesMixin, SlamProcessingMixin, FrameNodeMixin, Lifecycle
             self.counters = SlamCounters(last_state="waiting_for_keyframes",
                                          last_reason="active, waiting for keyframes")
             self._active = True
+            # subscribed while active: the front end's retained keyframes (transient local,
+            # KEYFRAME_STREAM_QOS) and its latched graph arrive now and are not dropped as
+            # "inactive"; duplicates after a re-activation are ignored by id
+            g = self._io_group
+            self._subs = [
+                self.create_subscription(Keyframe, "keyframes", self._on_keyframe,
+                                         KEYFRAME_STREAM_QOS, callback_group=g),
+                self.create_subscription(KeyframeGraph, "graph", self._on_graph, LATCHED_QOS,
+                                         callback_group=g)]
             if self._map_to_odom is not None:
                 self._map_to_odom.start(self.cfg.tf_publish_rate)
             with self._work_lock:
@@ -221,6 +228,9 @@ class SlamNode(SlamServicesMixin, SlamProcessingMixin, FrameNodeMixin, Lifecycle
             return ret
 
     def _on_deactivate_extra(self) -> None:
+        for sub in self._subs:
+            self.destroy_subscription(sub)
+        self._subs = []
         with self._slot_lock:
             self._queue.clear()
         if self._map_to_odom is not None:
