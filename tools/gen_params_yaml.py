@@ -64,10 +64,14 @@ def sections(node: str) -> tuple[tuple[str, type], ...]:
 
 def specs(node: str) -> list[tuple[type, ParamSpec]]:
     """(config dataclass, parameter) of every parameter of a node, with the node's defaults."""
-    if node == "odometry":  # its pipeline defaults come from a preset
+    if node == "odometry":  # the SLAM nodes' pipeline defaults come from a preset
         from mast3r_ros.ros.odometry.node import param_specs
 
         return list(param_specs())
+    if node == "slam":
+        from mast3r_ros.ros.slam.node import param_specs as slam_specs
+
+        return list(slam_specs())
     return [(cls, s) for prefix, cls in sections(node) for s in iter_param_specs(cls, prefix)]
 
 

@@ -65,10 +65,11 @@ class FrameNodeMixin(_NodeBase):
     State it owns: ``_slot_lock``, ``_work_lock``, ``_pending``, ``_active``, ``_entities``
     (lifecycle publishers), ``_subs`` (subscriptions) and ``_camera_info``. It uses the node's
     ``counters`` (an :class:`~mast3r_ros.ros.common.outputs.FrameCounters` with ``last_state`` and
-    ``last_reason``) and ``_wakeup``.
+    ``last_reason``), its settings ``cfg`` and ``_wakeup``.
     """
 
     counters: FrameCounters
+    cfg: Any  # the node's settings dataclass (e.g. LocalizerNodeConfig)
 
     def _init_frame_node(self) -> None:
         """Create the callback groups and the slot state; call early in the node's ``__init__``.
@@ -103,6 +104,14 @@ class FrameNodeMixin(_NodeBase):
         self.destroy_timer(self._diag_timer)
         self._diag_timer = self.create_timer(period, self._publish_diagnostics,
                                              callback_group=self._srv_group)
+
+    def _tf_settings(self) -> tuple[bool, str, str, float]:
+        """``(publish, map frame, odom frame, transform tolerance s)`` for
+        :class:`~mast3r_ros.ros.common.frames.MapToOdom`, in nodes that publish ``map -> odom``
+        (their ``cfg`` has ``publish_tf``, ``map_frame``, ``odom_frame``,
+        ``transform_tolerance``)."""
+        c = self.cfg
+        return c.publish_tf and self._active, c.map_frame, c.odom_frame, c.transform_tolerance
 
     # ------------------------------------------------------------------ hooks
     def _publish_diagnostics(self) -> None:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional, Sequence
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 
-from mast3r_ros.core.config import config_from_flat, leaf_fields
+from mast3r_ros.core.config import config_from_flat, flat_values, leaf_fields
 
-__all__ = ["ParamSpec", "iter_param_specs", "descriptor_for", "declare_spec",
+__all__ = ["ParamSpec", "iter_param_specs", "section_specs", "descriptor_for", "declare_spec",
            "config_from_values", "config_to_values"]
 
 _INT_MAX = 2**63 - 1
@@ -43,6 +43,23 @@ def iter_param_specs(cls: type, prefix: str = "") -> Iterator[ParamSpec]:
         yield ParamSpec(name, list(default) if isinstance(default, tuple) else default,
                         md.get("help", ""), md.get("range"), md.get("choices"),
                         bool(md.get("read_only", False)))
+
+
+def section_specs(sections: Sequence[tuple[str, type]], preset: Optional[Any] = None
+                  ) -> Iterator[tuple[type, ParamSpec]]:
+    """(config class, parameter spec) of every parameter of a node's sections, in order.
+
+    Args:
+        sections: (name prefix, config dataclass) of each section.
+        preset: an instance of one section's class whose values replace that section's
+            defaults (e.g. the SLAM front end's pipeline preset), or None.
+    """
+    values = flat_values(preset) if preset is not None else {}
+    for prefix, cls in sections:
+        for spec in iter_param_specs(cls, prefix):
+            if preset is not None and cls is type(preset):
+                spec = dataclasses.replace(spec, default=values[spec.name])
+            yield cls, spec
 
 
 def descriptor_for(spec: ParamSpec) -> ParameterDescriptor:

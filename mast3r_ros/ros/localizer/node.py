@@ -162,10 +162,6 @@ class LocalizerNode(LocalizerServicesMixin, LocalizerProcessingMixin, FrameNodeM
         if self._localizer.config is not self.loc_cfg:
             self._localizer.update_config(self.loc_cfg)
 
-    def _tf_settings(self) -> tuple[bool, str, str, float]:
-        c = self.cfg
-        return c.publish_tf and self._active, c.map_frame, c.odom_frame, c.transform_tolerance
-
     # ------------------------------------------------------------------ lifecycle
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         with self._lifecycle_lock:

@@ -22,7 +22,6 @@ processing; ``cleanup`` releases everything.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Iterator, Optional
 
 from diagnostic_msgs.msg import DiagnosticStatus
@@ -32,7 +31,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
-from mast3r_ros.core.config import LocalizerConfig, TrackingConfig, flat_values, tracking_pipeline
+from mast3r_ros.core.config import LocalizerConfig, TrackingConfig, tracking_pipeline
 from mast3r_ros.core.errors import ConfigError
 from mast3r_ros.core.tracking import Tracker, TrackingState
 from mast3r_ros.msg import Keyframe, KeyframeGraph, TrackingStatus
@@ -49,7 +48,7 @@ from mast3r_ros.ros.common.params import (
     ParamSpec,
     config_from_values,
     declare_spec,
-    iter_param_specs,
+    section_specs,
 )
 from mast3r_ros.ros.common.tf_io import TfIo
 from mast3r_ros.ros.odometry.base import OdometryCounters
@@ -66,12 +65,7 @@ SECTIONS: tuple[tuple[str, type], ...] = (("", OdometryNodeConfig), ("", Localiz
 def param_specs() -> Iterator[tuple[type, ParamSpec]]:
     """(config class, parameter spec) of every parameter; the pipeline's defaults are those of
     the :func:`~mast3r_ros.core.config.tracking_pipeline` preset."""
-    preset = flat_values(tracking_pipeline())
-    for prefix, cls in SECTIONS:
-        for spec in iter_param_specs(cls, prefix):
-            if cls is LocalizerConfig:
-                spec = dataclasses.replace(spec, default=preset[spec.name])
-            yield cls, spec
+    return section_specs(SECTIONS, tracking_pipeline())
 
 
 class OdometryNode(OdometryServicesMixin, OdometryProcessingMixin, FrameNodeMixin, LifecycleNode):

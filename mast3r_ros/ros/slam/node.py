@@ -47,7 +47,7 @@ from sensor_msgs.msg import PointCloud2
 from visualization_msgs.msg import MarkerArray
 
 from mast3r_ros.core.backends import create_backend
-from mast3r_ros.core.config import LocalizerConfig, SlamConfig
+from mast3r_ros.core.config import LocalizerConfig, SlamConfig, tracking_pipeline
 from mast3r_ros.core.errors import ConfigError
 from mast3r_ros.core.slam import PoseGraphMapper
 from mast3r_ros.msg import Keyframe, KeyframeGraph, SlamStatus
@@ -64,7 +64,7 @@ from mast3r_ros.ros.common.params import (
     ParamSpec,
     config_from_values,
     declare_spec,
-    iter_param_specs,
+    section_specs,
 )
 from mast3r_ros.ros.common.tf_io import TfIo
 from mast3r_ros.ros.slam.base import SlamCounters
@@ -82,10 +82,10 @@ _STATUS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
 
 
 def param_specs() -> Iterator[tuple[type, ParamSpec]]:
-    """(config class, parameter spec) of every parameter."""
-    for prefix, cls in SECTIONS:
-        for spec in iter_param_specs(cls, prefix):
-            yield cls, spec
+    """(config class, parameter spec) of every parameter; the pipeline's defaults are those of
+    the front end's :func:`~mast3r_ros.core.config.tracking_pipeline` preset (the keyframes are
+    re-encoded here with the same features, as ``mast3r-ros eval slam`` runs it)."""
+    return section_specs(SECTIONS, tracking_pipeline())
 
 
 class SlamNode(SlamServicesMixin, SlamProcessingMixin, FrameNodeMixin, LifecycleNode):
@@ -100,7 +100,7 @@ class SlamNode(SlamServicesMixin, SlamProcessingMixin, FrameNodeMixin, Lifecycle
         super().__init__(node_name, **kwargs)
         self._values: dict[str, Any] = {spec.name: declare_spec(self, spec)
                                         for _, spec in param_specs()}
-        self.cfg, self.loc_cfg, self.slam_cfg = SlamNodeConfig(), LocalizerConfig(), SlamConfig()
+        self.cfg, self.loc_cfg, self.slam_cfg = SlamNodeConfig(), tracking_pipeline(), SlamConfig()
         self.config_error = ""
         try:
             self.cfg, self.loc_cfg, self.slam_cfg = self._configs_from(self._values)
@@ -162,10 +162,6 @@ class SlamNode(SlamServicesMixin, SlamProcessingMixin, FrameNodeMixin, Lifecycle
             if self._active and cfg.tf_publish_rate != old.tf_publish_rate:
                 m2o.start(cfg.tf_publish_rate)
         return SetParametersResult(successful=True)
-
-    def _tf_settings(self) -> tuple[bool, str, str, float]:
-        c = self.cfg
-        return c.publish_tf and self._active, c.map_frame, c.odom_frame, c.transform_tolerance
 
     # ------------------------------------------------------------------ lifecycle
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
