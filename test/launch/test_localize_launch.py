@@ -25,18 +25,14 @@ from launch.launch_description_sources import PythonLaunchDescriptionSource
 
 from launch import LaunchDescription
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ros"))  # test helpers
+sys.path[:0] = [str(Path(__file__).resolve().parent),  # launch_helpers
+               str(Path(__file__).resolve().parents[1] / "ros")]  # ros_graph_helpers
 
+from launch_helpers import IMAGE, INFO, launch_file
 from ros_graph_helpers import DEMO, K_DEMO, camera_mount, queries, standalone_node
 from tf_scenario import TfScenario
 
-IMAGE, INFO = "/camera/color/image_raw", "/camera/color/camera_info"
 
-
-def _launch_file(name: str) -> str:
-    from ament_index_python.packages import get_package_share_directory
-
-    return str(Path(get_package_share_directory("mast3r_ros")) / "launch" / name)
 
 
 @pytest.mark.launch
@@ -47,7 +43,7 @@ def generate_test_description() -> tuple[LaunchDescription, dict]:
     map_dir = Path(tempfile.mkdtemp(prefix="mast3r_launch_test_")) / "map"
     save_map(build_map_from_rgbd(DEMO), map_dir)
     include = IncludeLaunchDescription(
-        PythonLaunchDescriptionSource(_launch_file("localize.launch.py")),
+        PythonLaunchDescriptionSource(launch_file("localize.launch.py")),
         launch_arguments={"map": str(map_dir), "backend": "sift", "image_topic": IMAGE,
                           "camera_info_topic": INFO}.items())
     return LaunchDescription([include, launch_testing.actions.ReadyToTest()]), {}

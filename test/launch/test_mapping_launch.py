@@ -29,11 +29,12 @@ from launch.launch_description_sources import PythonLaunchDescriptionSource
 
 from launch import LaunchDescription
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ros"))  # test helpers
+sys.path[:0] = [str(Path(__file__).resolve().parent),  # launch_helpers
+               str(Path(__file__).resolve().parents[1] / "ros")]  # ros_graph_helpers
 
+from launch_helpers import IMAGE, INFO
 from ros_graph_helpers import DEMO, K_DEMO, REPO, camera_mount, standalone_node, wait_for
 
-IMAGE, INFO = "/camera/color/image_raw", "/camera/color/camera_info"
 FRAMES = [0, 160, 320, 480, 640]  # frame numbers of demo_data/.../map
 TEST_PARAMS = {"model.image_size": 64, "model.device": "cpu", "mapping.device": "cpu",
                "mapping.scene_graph": "swin-1", "mapping.niter1": 30, "mapping.niter2": 10,

@@ -10,7 +10,6 @@ Run: ``launch_test test/launch/test_odometry_launch.py`` or ``pytest -m launch``
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 import unittest
@@ -26,26 +25,20 @@ from launch.launch_description_sources import PythonLaunchDescriptionSource
 
 from launch import LaunchDescription
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ros"))  # test helpers
+sys.path[:0] = [str(Path(__file__).resolve().parent),  # launch_helpers
+               str(Path(__file__).resolve().parents[1] / "ros")]  # ros_graph_helpers
 
+from launch_helpers import DEPTH, IMAGE, INFO, SEVEN_SCENES, launch_file
 from ros_graph_helpers import camera_mount, standalone_node
 
-IMAGE, INFO, DEPTH = "/camera/color/image_raw", "/camera/color/camera_info", "/camera/depth"
-SHARED = Path(os.environ.get("MAST3R_ROS_SHARED", Path(__file__).resolve().parents[3] / "shared"))
-DATA = SHARED / "data" / "sevenscenes_redkitchen_rgbd"
 
-
-def _launch_file(name: str) -> str:
-    from ament_index_python.packages import get_package_share_directory
-
-    return str(Path(get_package_share_directory("mast3r_ros")) / "launch" / name)
 
 
 @pytest.mark.launch
 @pytest.mark.launch_test
 def generate_test_description() -> tuple[LaunchDescription, dict]:
     include = IncludeLaunchDescription(
-        PythonLaunchDescriptionSource(_launch_file("odometry.launch.py")),
+        PythonLaunchDescriptionSource(launch_file("odometry.launch.py")),
         launch_arguments={"backend": "sift", "image_topic": IMAGE, "camera_info_topic": INFO,
                           "depth_topic": DEPTH}.items())
     return LaunchDescription([include, launch_testing.actions.ReadyToTest()]), {}
@@ -63,9 +56,9 @@ class TestOdometryLaunch(unittest.TestCase):
         from mast3r_ros.ros.common.outputs import transform_msg
         from mast3r_ros.ros.common.tf_io import TF_QOS, TF_STATIC_QOS
 
-        K, K_depth = rgbd_intrinsics(DATA)
+        K, K_depth = rgbd_intrinsics(SEVEN_SCENES)
         frames = [read_rgbd_frame(p, K, K_depth) for _, p in
-                  list_rgbd_frames(DATA / "sequence")[:6]]
+                  list_rgbd_frames(SEVEN_SCENES / "sequence")[:6]]
         with standalone_node("launch_test_camera") as node:
             odom, tf = [], []
             node.create_subscription(Odometry, "/odom", odom.append, 10)

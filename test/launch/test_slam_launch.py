@@ -11,7 +11,6 @@ Run: ``launch_test test/launch/test_slam_launch.py`` or ``pytest -m launch`` (ne
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 import time
@@ -28,27 +27,21 @@ from launch.launch_description_sources import PythonLaunchDescriptionSource
 
 from launch import LaunchDescription
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ros"))  # test helpers
+sys.path[:0] = [str(Path(__file__).resolve().parent),  # launch_helpers
+               str(Path(__file__).resolve().parents[1] / "ros")]  # ros_graph_helpers
 
+from launch_helpers import DEPTH, IMAGE, INFO, SEVEN_SCENES, launch_file
 from ros_graph_helpers import camera_mount, standalone_node, wait_for
 
-IMAGE, INFO, DEPTH = "/camera/color/image_raw", "/camera/color/camera_info", "/camera/depth"
-SHARED = Path(os.environ.get("MAST3R_ROS_SHARED", Path(__file__).resolve().parents[3] / "shared"))
-DATA = SHARED / "data" / "sevenscenes_redkitchen_rgbd"
 FRAMES = [*range(0, 31, 3), *range(31, 0, -3)]
 
-
-def _launch_file(name: str) -> str:
-    from ament_index_python.packages import get_package_share_directory
-
-    return str(Path(get_package_share_directory("mast3r_ros")) / "launch" / name)
 
 
 @pytest.mark.launch
 @pytest.mark.launch_test
 def generate_test_description() -> tuple[LaunchDescription, dict]:
     include = IncludeLaunchDescription(
-        PythonLaunchDescriptionSource(_launch_file("slam.launch.py")),
+        PythonLaunchDescriptionSource(launch_file("slam.launch.py")),
         launch_arguments={"backend": "sift", "image_topic": IMAGE, "camera_info_topic": INFO,
                           "depth_topic": DEPTH}.items())
     return LaunchDescription([include, launch_testing.actions.ReadyToTest()]), {}
@@ -70,8 +63,8 @@ class TestSlamLaunch(unittest.TestCase):
         from mast3r_ros.ros.common.tf_io import TF_QOS, TF_STATIC_QOS
         from mast3r_ros.srv import LoadMap
 
-        K, K_depth = rgbd_intrinsics(DATA)
-        files = list_rgbd_frames(DATA / "sequence")
+        K, K_depth = rgbd_intrinsics(SEVEN_SCENES)
+        files = list_rgbd_frames(SEVEN_SCENES / "sequence")
         frames = [read_rgbd_frame(files[i][1], K, K_depth) for i in FRAMES]
         latched = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
