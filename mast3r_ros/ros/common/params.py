@@ -58,7 +58,7 @@ def section_specs(sections: Sequence[tuple[str, type]], preset: Optional[Any] = 
     for prefix, cls in sections:
         for spec in iter_param_specs(cls, prefix):
             if preset is not None and cls is type(preset):
-                spec = dataclasses.replace(spec, default=values[spec.name])
+                spec = dataclasses.replace(spec, default=values[spec.name[len(prefix):]])
             yield cls, spec
 
 
