@@ -11,7 +11,6 @@ Run: ``launch_test test/launch/test_odometry_launch.py`` or ``pytest -m launch``
 from __future__ import annotations
 
 import sys
-import time
 import unittest
 from pathlib import Path
 
@@ -20,41 +19,30 @@ import launch_testing.actions
 import launch_testing.asserts
 import numpy as np
 import pytest
-from launch.actions import IncludeLaunchDescription
-from launch.launch_description_sources import PythonLaunchDescriptionSource
 
 from launch import LaunchDescription
 
 sys.path[:0] = [str(Path(__file__).resolve().parent),  # launch_helpers
                str(Path(__file__).resolve().parents[1] / "ros")]  # ros_graph_helpers
 
-from launch_helpers import DEPTH, IMAGE, INFO, SEVEN_SCENES, launch_file
+from launch_helpers import SEVEN_SCENES, play_rgbd, rgbd_launch_description
 from ros_graph_helpers import camera_mount, standalone_node
-
-
 
 
 @pytest.mark.launch
 @pytest.mark.launch_test
 def generate_test_description() -> tuple[LaunchDescription, dict]:
-    include = IncludeLaunchDescription(
-        PythonLaunchDescriptionSource(launch_file("odometry.launch.py")),
-        launch_arguments={"backend": "sift", "image_topic": IMAGE, "camera_info_topic": INFO,
-                          "depth_topic": DEPTH}.items())
-    return LaunchDescription([include, launch_testing.actions.ReadyToTest()]), {}
+    return rgbd_launch_description("odometry.launch.py")
 
 
 class TestOdometryLaunch(unittest.TestCase):
     def test_odometry_and_tf(self) -> None:
         from nav_msgs.msg import Odometry
-        from rclpy.qos import qos_profile_sensor_data
-        from sensor_msgs.msg import CameraInfo, Image
         from tf2_msgs.msg import TFMessage
 
         from mast3r_ros.core.map.rgbd import list_rgbd_frames, read_rgbd_frame, rgbd_intrinsics
-        from mast3r_ros.ros.common.conversions import pose_to_matrix, rgb_to_image, sec_to_stamp
-        from mast3r_ros.ros.common.outputs import transform_msg
-        from mast3r_ros.ros.common.tf_io import TF_QOS, TF_STATIC_QOS
+        from mast3r_ros.ros.common.conversions import pose_to_matrix
+        from mast3r_ros.ros.common.tf_io import TF_QOS
 
         K, K_depth = rgbd_intrinsics(SEVEN_SCENES)
         frames = [read_rgbd_frame(p, K, K_depth) for _, p in
@@ -63,26 +51,7 @@ class TestOdometryLaunch(unittest.TestCase):
             odom, tf = [], []
             node.create_subscription(Odometry, "/odom", odom.append, 10)
             node.create_subscription(TFMessage, "/tf", tf.append, TF_QOS)
-            pub = {t: node.create_publisher(m, t, qos_profile_sensor_data)
-                   for t, m in ((IMAGE, Image), (INFO, CameraInfo), (DEPTH, Image))}
-            static = node.create_publisher(TFMessage, "/tf_static", TF_STATIC_QOS)
-            static.publish(TFMessage(transforms=[transform_msg(
-                sec_to_stamp(0.0), "base_link", "camera_optical_frame", camera_mount())]))
-            for i, (rgb, depth, _) in enumerate(frames):
-                stamp = sec_to_stamp(100.0 + i / 3)
-                mm = np.round(depth * 1000).astype(np.uint16)
-                d = Image(height=mm.shape[0], width=mm.shape[1], encoding="16UC1",
-                          step=2 * mm.shape[1], data=mm.tobytes())
-                d.header.stamp, d.header.frame_id = stamp, "camera_optical_frame"
-                info = CameraInfo(width=640, height=480, k=[float(v) for v in K.reshape(-1)])
-                info.header = d.header
-                for _ in range(20):  # sensor-data QoS: resend until processed
-                    pub[DEPTH].publish(d)
-                    pub[INFO].publish(info)
-                    pub[IMAGE].publish(rgb_to_image(rgb, stamp, "camera_optical_frame"))
-                    time.sleep(1.0)
-                    if any(m.header.stamp == stamp for m in odom):
-                        break
+            play_rgbd(node, frames, K, camera_mount(), odom)
             self.assertGreaterEqual(len({(m.header.stamp.sec, m.header.stamp.nanosec)
                                          for m in odom}), 6)
             self.assertEqual((odom[0].header.frame_id, odom[0].child_frame_id),

@@ -13,24 +13,20 @@ from __future__ import annotations
 
 import sys
 import tempfile
-import time
 import unittest
 from pathlib import Path
 
 import launch_testing
 import launch_testing.actions
 import launch_testing.asserts
-import numpy as np
 import pytest
-from launch.actions import IncludeLaunchDescription
-from launch.launch_description_sources import PythonLaunchDescriptionSource
 
 from launch import LaunchDescription
 
 sys.path[:0] = [str(Path(__file__).resolve().parent),  # launch_helpers
                str(Path(__file__).resolve().parents[1] / "ros")]  # ros_graph_helpers
 
-from launch_helpers import DEPTH, IMAGE, INFO, SEVEN_SCENES, launch_file
+from launch_helpers import SEVEN_SCENES, play_rgbd, rgbd_launch_description
 from ros_graph_helpers import camera_mount, standalone_node, wait_for
 
 FRAMES = [*range(0, 31, 3), *range(31, 0, -3)]
@@ -40,27 +36,23 @@ FRAMES = [*range(0, 31, 3), *range(31, 0, -3)]
 @pytest.mark.launch
 @pytest.mark.launch_test
 def generate_test_description() -> tuple[LaunchDescription, dict]:
-    include = IncludeLaunchDescription(
-        PythonLaunchDescriptionSource(launch_file("slam.launch.py")),
-        launch_arguments={"backend": "sift", "image_topic": IMAGE, "camera_info_topic": INFO,
-                          "depth_topic": DEPTH}.items())
-    return LaunchDescription([include, launch_testing.actions.ReadyToTest()]), {}
+    return rgbd_launch_description("slam.launch.py")
 
 
 class TestSlamLaunch(unittest.TestCase):
     def test_keyframes_map_to_odom_and_save(self) -> None:
         from nav_msgs.msg import Odometry
-        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-        from rclpy.qos import qos_profile_sensor_data
-        from sensor_msgs.msg import CameraInfo, Image
+        from rclpy.qos import (
+            DurabilityPolicy,
+            QoSProfile,
+            ReliabilityPolicy,
+        )
         from tf2_msgs.msg import TFMessage
 
         from mast3r_ros.core.map import load_map
         from mast3r_ros.core.map.rgbd import list_rgbd_frames, read_rgbd_frame, rgbd_intrinsics
         from mast3r_ros.msg import SlamStatus
-        from mast3r_ros.ros.common.conversions import rgb_to_image, sec_to_stamp
-        from mast3r_ros.ros.common.outputs import transform_msg
-        from mast3r_ros.ros.common.tf_io import TF_QOS, TF_STATIC_QOS
+        from mast3r_ros.ros.common.tf_io import TF_QOS
         from mast3r_ros.srv import LoadMap
 
         K, K_depth = rgbd_intrinsics(SEVEN_SCENES)
@@ -73,26 +65,7 @@ class TestSlamLaunch(unittest.TestCase):
             node.create_subscription(Odometry, "/odom", odom.append, 10)
             node.create_subscription(TFMessage, "/tf", tf.append, TF_QOS)
             node.create_subscription(SlamStatus, "/mapper/status", status.append, latched)
-            pub = {t: node.create_publisher(m, t, qos_profile_sensor_data)
-                   for t, m in ((IMAGE, Image), (INFO, CameraInfo), (DEPTH, Image))}
-            static = node.create_publisher(TFMessage, "/tf_static", TF_STATIC_QOS)
-            static.publish(TFMessage(transforms=[transform_msg(
-                sec_to_stamp(0.0), "base_link", "camera_optical_frame", camera_mount())]))
-            for i, (rgb, depth, _) in enumerate(frames):
-                stamp = sec_to_stamp(100.0 + i / 3)
-                mm = np.round(depth * 1000).astype(np.uint16)
-                d = Image(height=mm.shape[0], width=mm.shape[1], encoding="16UC1",
-                          step=2 * mm.shape[1], data=mm.tobytes())
-                d.header.stamp, d.header.frame_id = stamp, "camera_optical_frame"
-                info = CameraInfo(width=640, height=480, k=[float(v) for v in K.reshape(-1)])
-                info.header = d.header
-                for _ in range(20):  # sensor-data QoS: resend until processed
-                    pub[DEPTH].publish(d)
-                    pub[INFO].publish(info)
-                    pub[IMAGE].publish(rgb_to_image(rgb, stamp, "camera_optical_frame"))
-                    time.sleep(1.0)
-                    if any(m.header.stamp == stamp for m in odom):
-                        break
+            play_rgbd(node, frames, K, camera_mount(), odom)
             self.assertTrue(wait_for(lambda: status and status[-1].nodes >= 3, 60.0))
             self.assertTrue(wait_for(lambda: any(
                 t.header.frame_id == "map" and t.child_frame_id == "odom"
